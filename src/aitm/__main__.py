@@ -1,0 +1,3 @@
+from aitm.cli import main
+
+main()

@@ -1,0 +1,138 @@
+"""The `aitm` command: simulate a funnel, train, evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="AITM: end-to-end conversion probabilities for every step of a funnel.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _load_config(path: Path | None, epochs: int | None):
+    from aitm.config import Config
+
+    config = Config.from_yaml(path) if path else Config()
+    if epochs is not None:
+        config = config.model_copy(
+            update={"train": config.train.model_copy(update={"max_epochs": epochs})}
+        )
+        config = Config.model_validate(config.model_dump())
+    return config
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Output folder (train/, val/, test/, oracle.json).")],
+    rows: Annotated[int, typer.Option(help="Impressions to generate.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Seed of the world and of the traffic.")] = 0,
+    days: Annotated[int, typer.Option(help="Days the impressions span.")] = 30,
+    drift_day: Annotated[int | None, typer.Option(help="Day from which drift starts.")] = None,
+    user_shift: Annotated[float, typer.Option(help="Share of traffic from a new cohort.")] = 0.0,
+    drift_step: Annotated[str | None, typer.Option(help="Task whose rate changes.")] = None,
+    rate_factor: Annotated[float, typer.Option(help="Multiplier of that step's rate.")] = 1.0,
+) -> None:
+    """Simulate a seeded financial-ads funnel with true probabilities, split by time."""
+    from aitm.simulator import DriftConfig, SimulationConfig
+    from aitm.simulator import simulate as run_simulation
+
+    drift = None
+    if drift_day is not None:
+        drift = DriftConfig(
+            start_day=drift_day, user_shift=user_shift, step=drift_step, rate_factor=rate_factor
+        )
+    try:
+        config = SimulationConfig(rows=rows, seed=seed, days=days, drift=drift)
+    except ValueError as exc:
+        _fail(str(exc))
+    summary = run_simulation(config, out)
+    typer.echo(
+        json.dumps({k: summary[k] for k in ("rows", "positive_rate", "oracle_auc")}, indent=2)
+    )
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Simulated folder (train/, val/) or a table file.")],
+    out: Annotated[Path, typer.Option(help="Model artifact folder to write.")],
+    config: Annotated[Path | None, typer.Option(help="YAML config (see aitm.config).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override train.max_epochs.")] = None,
+) -> None:
+    """Train a model and write a self-describing artifact. Runs data-parallel under torchrun."""
+    from aitm.checkpoint import save_artifact
+    from aitm.data import DataError, load_split, split_paths, time_split
+    from aitm.training import train as run_training
+
+    try:
+        cfg = _load_config(config, epochs)
+        splits = split_paths(data)
+        if "train" in splits and "val" in splits:
+            train_frame = load_split(splits["train"], cfg.data)
+            val_frame = load_split(splits["val"], cfg.data)
+        else:
+            frame = load_split(data, cfg.data)
+            train_frame, val_frame = time_split(frame, cfg.data.timestamp, seed=cfg.train.seed)
+        result = run_training(cfg, train_frame, val_frame)
+    except (DataError, ValueError) as exc:
+        _fail(str(exc))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    save_artifact(result, out)
+    typer.echo(
+        json.dumps(
+            {
+                "model": str(out),
+                "best_epoch": result.best_epoch,
+                "train_rows": len(train_frame),
+                "samples_per_second": round(result.samples_per_second),
+                "val_auc": result.validation.auc,
+            },
+            indent=2,
+        )
+    )
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model artifact folder.")],
+    data: Annotated[Path, typer.Option(help="Simulated folder (uses test/) or a table file.")],
+) -> None:
+    """Print one JSON object: auc, oracle_auc (if known), logloss, calibration, violation_rate."""
+    from aitm.checkpoint import ArtifactError, Predictor
+    from aitm.data import DataError, encode, load_split, split_paths
+    from aitm.evaluation import evaluate as run_evaluation
+
+    try:
+        predictor = Predictor.load(model)
+        path = split_paths(data).get("test", data)
+        frame = load_split(path, predictor.config.data)
+        encoded = encode(frame, predictor.schema)
+    except (ArtifactError, DataError, ValueError) as exc:
+        _fail(str(exc))
+    probs = predictor.predict_encoded(encoded.x)
+    result = run_evaluation(predictor.tasks, encoded.y, probs, encoded.true_p)
+    out = result.to_dict()
+    out.pop("rows")
+    typer.echo(json.dumps({"rows": result.rows, **out}, indent=2))
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="aitm")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

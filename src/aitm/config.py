@@ -1,0 +1,115 @@
+"""The one configuration schema shared by training, the pipeline, serving and monitoring.
+
+Every section forbids unknown keys, and every default lives here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SIMULATED_FIELDS: tuple[str, ...] = (
+    "user_id", "age_band", "gender", "income_band", "credit_band", "occupation", "city", "device",
+    "ad_id", "business_id", "card_type", "creative_type",
+    "position", "hour", "channel",
+)  # fmt: skip
+SIMULATED_TASKS: tuple[str, ...] = ("click", "application", "approval", "activation")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Which columns of a table are model inputs and labels."""
+
+    fields: list[str] = Field(default_factory=lambda: list(SIMULATED_FIELDS))
+    tasks: list[str] = Field(default_factory=lambda: list(SIMULATED_TASKS))  # funnel order
+    timestamp: str | None = "event_timestamp"
+    min_count: int = Field(default=5, ge=1)  # rarer values share the unknown index 0
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if not self.fields:
+            raise ValueError("data.fields must name at least one categorical field")
+        if len(self.tasks) < 2:
+            raise ValueError(f"data.tasks must name at least 2 funnel steps, got {self.tasks}")
+        overlap = set(self.fields) & set(self.tasks)
+        if overlap:
+            raise ValueError(f"columns used both as field and task: {sorted(overlap)}")
+        for name, items in (("fields", self.fields), ("tasks", self.tasks)):
+            if len(set(items)) != len(items):
+                raise ValueError(f"data.{name} has duplicates: {items}")
+        return self
+
+
+ModelKind = Literal["aitm", "mlp", "esmm", "omoe", "mmoe", "ple"]
+Transfer = Literal["ait", "none", "probability"]
+
+
+class ModelConfig(_Strict):
+    kind: ModelKind = "aitm"
+    embedding_dim: int = Field(default=5, ge=1)
+    tower_dims: tuple[int, ...] = (128, 64, 32)
+    dropout: tuple[float, ...] = (0.1, 0.3, 0.3)  # one per tower layer
+    transfer: Transfer = "ait"  # "none" and "probability" are the paper's ablations
+    num_experts: int = Field(default=4, ge=1)  # mixture-of-experts baselines
+    expert_dims: tuple[int, ...] = (128, 64)
+    ple_layers: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if not self.tower_dims or any(d < 1 for d in self.tower_dims):
+            raise ValueError(f"model.tower_dims must be positive sizes, got {self.tower_dims}")
+        if len(self.dropout) != len(self.tower_dims):
+            raise ValueError(
+                f"model.dropout needs one rate per tower layer ({len(self.tower_dims)}), "
+                f"got {self.dropout}"
+            )
+        if any(not 0.0 <= p < 1.0 for p in self.dropout):
+            raise ValueError(f"model.dropout rates must be in [0, 1), got {self.dropout}")
+        return self
+
+
+class LossConfig(_Strict):
+    calibrator_weight: float = Field(default=0.6, ge=0.0)  # alpha; 0 ablates the calibrator
+    embedding_l2: float = Field(default=1e-6, ge=0.0)  # on the embeddings a batch looks up
+
+
+class TrainConfig(_Strict):
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    batch_size: int = Field(default=2000, ge=1)
+    max_epochs: int = Field(default=10, ge=1)
+    patience: int = Field(default=1, ge=0)  # epochs without a better validation AUC sum
+    seed: int = 0
+    eval_batch_size: int = Field(default=50_000, ge=1)
+    progress: bool = True
+
+
+class GateConfig(_Strict):
+    """The promotion gate of the training pipeline."""
+
+    auc_floor: dict[str, float] = Field(default_factory=dict)  # task -> minimum AUC
+    default_auc_floor: float = Field(default=0.55, ge=0.0, le=1.0)
+    max_auc_drop: float = Field(default=0.005, ge=0.0)  # allowed loss against the incumbent
+
+
+class Config(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Config:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: a config file must hold a mapping, got {type(raw).__name__}")
+        return cls.model_validate(raw)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,243 @@
+"""AITM: Adaptive Information Transfer Multi-task model (Xi et al., KDD 2021).
+
+Read bottom-up: the fused field embedding, the T towers computed as one batched product per
+layer, the information-transfer function g, the AIT attention, and the whole model, which
+returns end-to-end logits (B, T). Losses live in `aitm.losses`; nothing here applies a sigmoid
+to the output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aitm.config import ModelConfig
+from aitm.schema import FeatureSchema
+
+
+def _keep_mask(shape: torch.Size, drop: int, scale: float) -> torch.Tensor:
+    """A float mask of `scale` (kept) and 0 (dropped), P(drop) = drop / 128, 1 < scale <= drop.
+
+    Cut from random 64-bit words, one byte per element: `F.dropout` draws one Bernoulli per
+    element, which dominated CPU training time, and this is several times cheaper. The top byte
+    of a word from `random_()` has only 7 random bits, so it is compared with `drop` and the
+    other (8-bit) bytes with `2 * drop`: every element is dropped with probability drop / 128.
+    """
+    n = math.prod(shape)
+    words = torch.empty((n + 7) // 8, dtype=torch.int64).random_()
+    mask = words.view(torch.uint8).to(torch.float32).view(-1, 8)
+    thresholds = mask.new_tensor([2.0 * drop] * 7 + [float(drop)])
+    mask.sub_(thresholds - scale)  # kept bytes now >= scale, dropped ones <= scale - 1
+    mask = F.threshold(mask, scale - 0.5, 0.0, inplace=True).clamp_(max=scale)
+    return mask.view(-1)[:n].view(shape)
+
+
+class _ReluDropout(torch.autograd.Function):
+    """relu(x) then inverted dropout, in place on x, saving only the output for backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, drop: int) -> torch.Tensor:
+        scale = 128.0 / (128 - drop)
+        out = x.clamp_min_(0.0).mul_(_keep_mask(x.shape, drop, scale))
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(out)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (out,) = ctx.saved_tensors
+        # out > 0 exactly where the input was positive and the element was kept.
+        return torch.ops.aten.threshold_backward(grad, out, 0.0).mul_(ctx.scale), None
+
+
+def relu_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """relu then dropout. In training the rate is p rounded to 1/128 (0.1 -> 0.1016, 0.3 ->
+    0.2969) and survivors are scaled by the exact inverse keep rate, so the expectation holds.
+    Draws come from torch's default generator, so seeded runs repeat. May overwrite x.
+    """
+    drop = round(p * 128)
+    if not training or p == 0.0:
+        return F.relu(x)
+    if drop < 2 or drop >= 64:  # the mask trick needs 1 < scale <= drop; fall back
+        return F.dropout(F.relu(x), p, training)
+    return _ReluDropout.apply(x, drop)
+
+
+class FieldEmbedding(nn.Module):
+    """(B, F) per-field indices -> (B, F * D), one table with a row range per field."""
+
+    def __init__(self, cardinalities: list[int], dim: int, init_std: float = 0.01) -> None:
+        super().__init__()
+        if not cardinalities or min(cardinalities) < 1:
+            raise ValueError(f"every field needs a cardinality >= 1, got {cardinalities}")
+        if dim < 1:
+            raise ValueError(f"embedding dim must be >= 1, got {dim}")
+        offsets = torch.tensor([0, *cardinalities[:-1]], dtype=torch.long).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.cardinalities = list(cardinalities)
+        self.table = nn.Embedding(sum(cardinalities), dim)
+        nn.init.normal_(self.table.weight, std=init_std)
+        self.output_dim = len(cardinalities) * dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # index_select's backward is one index_add into a zeroed table: cheaper on CPU than
+        # embedding_dense_backward, with the same dense gradient.
+        rows = self.table.weight.index_select(0, (x + self.offsets).view(-1))
+        return rows.view(x.shape[0], -1)
+
+
+class BatchedTowers(nn.Module):
+    """T MLPs over one input, every layer of all towers computed as one batched product.
+
+    (B, in) -> (T, B, dims[-1]). Layer l holds weights (T, d_l, d_{l+1}); each tower is
+    initialised like an `nn.Linear` stack.
+    """
+
+    def __init__(
+        self, num_towers: int, in_dim: int, dims: tuple[int, ...], dropout: tuple[float, ...]
+    ) -> None:
+        super().__init__()
+        if num_towers < 1 or in_dim < 1 or not dims or len(dropout) != len(dims):
+            raise ValueError(
+                f"need towers >= 1, in_dim >= 1 and one dropout rate per layer; got "
+                f"{num_towers}, {in_dim}, {dims}, {dropout}"
+            )
+        self.num_towers, self.dims, self.dropout = num_towers, tuple(dims), tuple(dropout)
+        sizes = (in_dim, *dims)
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(num_towers, a, b)) for a, b in zip(sizes, sizes[1:])
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.empty(num_towers, 1, b)) for b in sizes[1:]
+        )
+        for w, b, fan_in in zip(self.weights, self.biases, sizes):
+            bound = 1.0 / math.sqrt(fan_in)
+            nn.init.uniform_(w, -bound, bound)
+            nn.init.uniform_(b, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.unsqueeze(0).expand(self.num_towers, *x.shape)
+        for w, b, p in zip(self.weights, self.biases, self.dropout):
+            h = relu_dropout(torch.baddbmm(b, h, w), p, self.training)
+        return h
+
+
+class InformationTransfer(nn.Module):
+    """g_{t-1}: what task t-1 passes on. (B, d_in) -> (B, d)."""
+
+    def __init__(self, in_dim: int, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, dim)
+        self.dropout = dropout
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return relu_dropout(self.linear(z), self.dropout, self.training)
+
+
+class AdaptiveInformationTransfer(nn.Module):
+    """Attention over the two vectors [p_{t-1}, q_t], as in the paper and the authors' code.
+
+    For u in {p, q}: w_u = <h1(u), h2(u)> / sqrt(d), softmax over the two, z_t = sum w_u h3(u),
+    with h1, h2, h3 bias-free linear maps (query, key, value). (B, d), (B, d) -> (B, d).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.query = nn.Linear(dim, dim, bias=False)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.value = nn.Linear(dim, dim, bias=False)
+
+    def attention_weights(self, transferred: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """(B, 2): the weight of p_{t-1} and of q_t."""
+        return self._attend(transferred, own)[0]
+
+    def forward(self, transferred: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        weights, values = self._attend(transferred, own)
+        return (weights.unsqueeze(-1) * values).sum(1)
+
+    def _attend(self, transferred: torch.Tensor, own: torch.Tensor):
+        u = torch.stack((transferred, own), dim=1)  # (B, 2, d)
+        qkv = torch.cat((self.query.weight, self.key.weight, self.value.weight)).t()
+        q, k, v = (u @ qkv).split(self.dim, dim=-1)  # one product for the three maps
+        scores = (q * k).sum(-1) / math.sqrt(self.dim)
+        return scores.softmax(dim=1), v
+
+
+class TaskHeads(nn.Module):
+    """One linear head per task, as one batched product. (T, B, d) -> (B, T) logits."""
+
+    def __init__(self, num_tasks: int, dim: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(dim)
+        self.weight = nn.Parameter(torch.empty(num_tasks, dim, 1).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_tasks, 1, 1).uniform_(-bound, bound))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, z, self.weight).squeeze(-1).transpose(0, 1)
+
+
+class AITM(nn.Module):
+    """Shared embedding, a tower per task, AIT from task t-1 to t, a head per task.
+
+    transfer="ait" is the paper's model; "none" ablates the AIT module (z_t = q_t);
+    "probability" passes only task t-1's predicted probability through g (the pattern the paper
+    argues against). (B, F) field indices -> (B, T) end-to-end logits.
+    """
+
+    def __init__(self, cardinalities: list[int], num_tasks: int, config: ModelConfig) -> None:
+        super().__init__()
+        if num_tasks < 2:
+            raise ValueError(f"AITM needs at least 2 tasks, got {num_tasks}")
+        self.num_tasks, self.transfer_mode = num_tasks, config.transfer
+        d = config.tower_dims[-1]
+        self.embedding = FieldEmbedding(cardinalities, config.embedding_dim)
+        self.towers = BatchedTowers(
+            num_tasks, self.embedding.output_dim, config.tower_dims, config.dropout
+        )
+        transfer_in = 1 if config.transfer == "probability" else d
+        self.transfer = nn.ModuleList(
+            InformationTransfer(transfer_in, d, config.dropout[-1]) for _ in range(num_tasks - 1)
+        )
+        self.ait = AdaptiveInformationTransfer(d)
+        self.heads = TaskHeads(num_tasks, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.towers(self.embedding(x))  # (T, B, d)
+        if self.transfer_mode == "none":
+            return self.heads(q)
+        if self.transfer_mode == "probability":
+            return self._forward_probability_transfer(q)
+        z = [q[0]]
+        for t in range(1, self.num_tasks):
+            z.append(self.ait(self.transfer[t - 1](z[-1]), q[t]))
+        return self.heads(torch.stack(z))
+
+    def _forward_probability_transfer(self, q: torch.Tensor) -> torch.Tensor:
+        logits = [self._head(0, q[0])]
+        for t in range(1, self.num_tasks):
+            transferred = self.transfer[t - 1](torch.sigmoid(logits[-1]).unsqueeze(-1))
+            logits.append(self._head(t, self.ait(transferred, q[t])))
+        return torch.stack(logits, dim=1)
+
+    def _head(self, t: int, z: torch.Tensor) -> torch.Tensor:
+        return (z @ self.heads.weight[t]).squeeze(-1) + self.heads.bias[t, 0, 0]
+
+
+def build_model(schema: FeatureSchema, config: ModelConfig) -> nn.Module:
+    """The model a config names, sized by the schema."""
+    dims = {f.embedding_dim for f in schema.fields}
+    if dims != {config.embedding_dim}:
+        raise ValueError(
+            f"schema embedding sizes {sorted(dims)} differ from model.embedding_dim "
+            f"{config.embedding_dim}"
+        )
+    if config.kind == "aitm":
+        return AITM(schema.cardinalities, len(schema.tasks), config)
+    from aitm.baselines import build_baseline
+
+    return build_baseline(schema.cardinalities, len(schema.tasks), config)
