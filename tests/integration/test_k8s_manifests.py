@@ -190,7 +190,9 @@ def manifest_violations(objects: list[Obj]) -> list[str]:
     known = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "PyTorchJob"}
     for obj in objects:
         if obj["kind"] == "Secret":
-            out.append(f"{ident(obj)}: a Secret is rendered from the repository; create it out of band")
+            out.append(
+                f"{ident(obj)}: a Secret is rendered from the repository; create it out of band"
+            )
         if obj["kind"] not in known and obj["kind"] != "Pod" and _has_containers(obj):
             out.append(f"{ident(obj)}: a workload kind these checks do not walk")
         if obj["kind"] == "Pod":
@@ -205,7 +207,9 @@ def manifest_violations(objects: list[Obj]) -> list[str]:
             for c in containers(spec):
                 out.extend(_container_violations(where, spec, c))
 
-    serving = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "aitm-serving"]
+    serving = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "aitm-serving"
+    ]
     if len(serving) != 1:
         out.append("Deployment/aitm-serving: missing")
     else:
@@ -216,19 +220,31 @@ def manifest_violations(objects: list[Obj]) -> list[str]:
         if _probe_path(c, "readinessProbe") != ("/readyz", 3000):
             out.append("Deployment/aitm-serving: readinessProbe is not GET /readyz on 3000")
         annotations = template["metadata"].get("annotations", {})
-        wanted = {"prometheus.io/scrape": "true", "prometheus.io/port": "3000",
-                  "prometheus.io/path": "/metrics"}
+        wanted = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "3000",
+            "prometheus.io/path": "/metrics",
+        }
         if any(annotations.get(k) != v for k, v in wanted.items()):
             out.append("Deployment/aitm-serving: Prometheus scrape annotations missing")
-    hpas = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"
-            and o["spec"]["scaleTargetRef"]["name"] == "aitm-serving"]
+    hpas = [
+        o
+        for o in objects
+        if o["kind"] == "HorizontalPodAutoscaler"
+        and o["spec"]["scaleTargetRef"]["name"] == "aitm-serving"
+    ]
     if len(hpas) != 1 or hpas[0]["apiVersion"] != "autoscaling/v2":
         out.append("HorizontalPodAutoscaler (autoscaling/v2) for aitm-serving: missing")
 
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
-    deny = [p for p in policies if p["spec"]["podSelector"] == {}
-            and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
-            and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    deny = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
     if not deny:
         out.append("NetworkPolicy: no default-deny policy for ingress and egress")
     return out
@@ -305,8 +321,12 @@ def validate(obj: Obj, version: str) -> None:
     if obj["apiVersion"].startswith("kubeflow.org/"):
         jsonschema.Draft202012Validator(PYTORCHJOB_SCHEMA).validate(obj)
         for where, template in pod_templates(obj):
-            as_core = {"apiVersion": "v1", "kind": "PodTemplate",
-                       "metadata": {"name": where.rsplit("/", 1)[-1].lower()}, "template": template}
+            as_core = {
+                "apiVersion": "v1",
+                "kind": "PodTemplate",
+                "metadata": {"name": where.rsplit("/", 1)[-1].lower()},
+                "template": template,
+            }
             kv.validate(as_core, version, strict=True)
         return
     kv.validate(obj, version, strict=True)  # SchemaNotFoundError for a kind we do not expect
@@ -369,15 +389,23 @@ def test_selectors_and_references_resolve(name: str) -> None:
     objects = rendered(name)
     labels = _pod_label_sets(objects)
     for svc in (o for o in objects if o["kind"] == "Service"):
-        assert any(_selects({"matchLabels": svc["spec"]["selector"]}, lb) for lb in labels), ident(svc)
+        assert any(_selects({"matchLabels": svc["spec"]["selector"]}, lb) for lb in labels), ident(
+            svc
+        )
     for pol in (o for o in objects if o["kind"] == "NetworkPolicy"):
         selectors = [pol["spec"]["podSelector"]]
         for rule in pol["spec"].get("ingress", []) + pol["spec"].get("egress", []):
             peers = rule.get("from", []) + rule.get("to", [])
-            selectors += [p["podSelector"] for p in peers if "podSelector" in p and "namespaceSelector" not in p]
+            selectors += [
+                p["podSelector"]
+                for p in peers
+                if "podSelector" in p and "namespaceSelector" not in p
+            ]
         for sel in selectors:
             if sel:
-                assert any(_selects(sel, lb) for lb in labels), f"{ident(pol)}: {sel} selects no pod"
+                assert any(_selects(sel, lb) for lb in labels), (
+                    f"{ident(pol)}: {sel} selects no pod"
+                )
     claims = {o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
     config_maps = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
     for obj in objects:
@@ -393,7 +421,8 @@ def test_selectors_and_references_resolve(name: str) -> None:
                     ref = env.get("valueFrom", {}).get("secretKeyRef")
                     if ref:  # the Secret is created out of band; keep to the documented one
                         assert (ref["name"], ref["key"]) in {
-                            ("aitm-redis", "password"), ("aitm-redis", "connection-string")
+                            ("aitm-redis", "password"),
+                            ("aitm-redis", "connection-string"),
                         }, where
     for hpa in (o for o in objects if o["kind"] == "HorizontalPodAutoscaler"):
         find(objects, hpa["spec"]["scaleTargetRef"]["kind"], hpa["spec"]["scaleTargetRef"]["name"])
@@ -412,13 +441,27 @@ def test_workloads_run_the_application_contract(name: str) -> None:
         return c
 
     serving = only_container("Deployment", "aitm-serving", "serving")
-    assert serving["command"] == ["bentoml", "serve", "serving.service:AITMService",
-                                  "--host", "0.0.0.0", "--port", "3000"]
-    assert env_value(serving, "REDIS_CONNECTION_STRING")["valueFrom"]["secretKeyRef"]["name"] == "aitm-redis"
+    assert serving["command"] == [
+        "bentoml",
+        "serve",
+        "serving.service:AITMService",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "3000",
+    ]
+    assert (
+        env_value(serving, "REDIS_CONNECTION_STRING")["valueFrom"]["secretKeyRef"]["name"]
+        == "aitm-redis"
+    )
     mounts = {m["mountPath"] for m in serving["volumeMounts"]}
     assert {"/models", "/logs/predictions", "/tmp"} <= mounts
 
-    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("aitm-config")]
+    (config,) = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("aitm-config")
+    ]
     assert config["data"]["AITM_FEAST_REPO"] == "/app/feature_repo"
     assert config["data"]["AITM_FEAST_ONLINE"] == "redis"
     assert config["data"]["BENTOML_HOME"] == "/models"
@@ -427,32 +470,72 @@ def test_workloads_run_the_application_contract(name: str) -> None:
 
     materialize = only_container("CronJob", "feast-materialize", "materialize")
     assert materialize["command"] == [
-        "sh", "-c",
+        "sh",
+        "-c",
         "exec feast -c /app/feature_repo materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)",
     ]
-    assert env_value(materialize, "REDIS_CONNECTION_STRING")["valueFrom"]["secretKeyRef"]["name"] == "aitm-redis"
+    assert (
+        env_value(materialize, "REDIS_CONNECTION_STRING")["valueFrom"]["secretKeyRef"]["name"]
+        == "aitm-redis"
+    )
 
     monitoring = only_container("CronJob", "aitm-monitoring", "monitoring")
-    assert monitoring["command"] == ["python", "-m", "monitoring.job", "--window-hours", "24",
-                                     "--log-dir", "/logs/predictions", "--out", "/reports"]
+    assert monitoring["command"] == [
+        "python",
+        "-m",
+        "monitoring.job",
+        "--window-hours",
+        "24",
+        "--log-dir",
+        "/logs/predictions",
+        "--out",
+        "/reports",
+    ]
     ui = only_container("Deployment", "evidently-ui", "evidently-ui")
-    assert ui["command"] == ["evidently", "ui", "--workspace", "/workspace",
-                             "--host", "0.0.0.0", "--port", "8000"]
+    assert ui["command"] == [
+        "evidently",
+        "ui",
+        "--workspace",
+        "/workspace",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+    ]
 
     job = find(objects, "PyTorchJob", "aitm-train")
     for replica in job["spec"]["pytorchReplicaSpecs"].values():
         (c,) = replica["template"]["spec"]["containers"]
         assert c["name"] == "pytorch"
         assert [c["command"][0], *c["args"]] == [
-            "torchrun", "--nnodes=$(WORLD)", "--nproc_per_node=1", "--node_rank=$(RANK)",
-            "--master_addr=$(MASTER_ADDR)", "--master_port=$(MASTER_PORT)",
-            "-m", "aitm", "train", "--data", "/data/train", "--out", "/models/candidate",
+            "torchrun",
+            "--nnodes=$(WORLD)",
+            "--nproc_per_node=1",
+            "--node_rank=$(RANK)",
+            "--master_addr=$(MASTER_ADDR)",
+            "--master_port=$(MASTER_PORT)",
+            "-m",
+            "aitm",
+            "train",
+            "--data",
+            "/data/train",
+            "--out",
+            "/models/candidate",
         ]
 
     redis = only_container("StatefulSet", "redis", "redis")
     assert redis["image"].startswith("redis:7.2.") and redis["image"].endswith("-alpine")
     assert redis["securityContext"]["runAsUser"] == REDIS_UID
     assert env_value(redis, "REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]["name"] == "aitm-redis"
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_serving_replicas_lie_within_the_autoscaler_range(name: str) -> None:
+    # Otherwise every `kubectl apply` moves the Deployment outside what the HPA would choose.
+    objects = rendered(name)
+    replicas = find(objects, "Deployment", "aitm-serving")["spec"]["replicas"]
+    hpa = find(objects, "HorizontalPodAutoscaler", "aitm-serving")["spec"]
+    assert hpa["minReplicas"] <= replicas <= hpa["maxReplicas"]
 
 
 def test_local_overlay_is_small_and_ephemeral() -> None:
@@ -490,13 +573,23 @@ def test_production_overlay_is_redundant_persistent_and_pinned() -> None:
 
 def test_no_secret_values_are_committed() -> None:
     # Tracked files plus untracked ones git would pick up (ignored files stay out).
-    proc = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "k8s"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    files = ([REPO_ROOT / f for f in proc.stdout.split()] if proc.returncode == 0
-             else [p for p in K8S_DIR.rglob("*") if p.is_file()])
+    proc = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "k8s"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    files = (
+        [REPO_ROOT / f for f in proc.stdout.split()]
+        if proc.returncode == 0
+        else [p for p in K8S_DIR.rglob("*") if p.is_file()]
+    )
     assert files, "found no files under k8s/"
     for path in files:
-        assert not path.name.endswith(".env"), f"{path}: env files hold secrets; keep them untracked"
+        assert not path.name.endswith(".env"), (
+            f"{path}: env files hold secrets; keep them untracked"
+        )
         if path.suffix not in {".yaml", ".yml"}:
             continue
         for doc in yaml.safe_load_all(path.read_text()):
@@ -520,8 +613,11 @@ def _edit(path: Path, old: str, new: str) -> None:
 BREAKS: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "writable root fs": (
         "overlays/local",
-        lambda k: _edit(k / "base/evidently-ui.yaml", "readOnlyRootFilesystem: true",
-                        "readOnlyRootFilesystem: false"),
+        lambda k: _edit(
+            k / "base/evidently-ui.yaml",
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesystem: false",
+        ),
         "Deployment/evidently-ui/evidently-ui: readOnlyRootFilesystem is not true",
     ),
     "capabilities kept": (
@@ -531,17 +627,22 @@ BREAKS: dict[str, tuple[str, Callable[[Path], None], str]] = {
     ),
     "root user": (
         "overlays/local",
-        lambda k: _edit(k / "base/monitoring.yaml",
-                        "              securityContext:\n                runAsNonRoot: true\n"
-                        "                runAsUser: 10001",
-                        "              securityContext:\n                runAsNonRoot: true\n"
-                        "                runAsUser: 0"),
+        lambda k: _edit(
+            k / "base/monitoring.yaml",
+            "              securityContext:\n                runAsNonRoot: true\n"
+            "                runAsUser: 10001",
+            "              securityContext:\n                runAsNonRoot: true\n"
+            "                runAsUser: 0",
+        ),
         "CronJob/aitm-monitoring/monitoring: runAsUser is 0",
     ),
     "no limits": (
         "overlays/production",
-        lambda k: _edit(k / "base/evidently-ui.yaml",
-                        "            limits:\n              cpu: 500m\n              memory: 1Gi\n", ""),
+        lambda k: _edit(
+            k / "base/evidently-ui.yaml",
+            "            limits:\n              cpu: 500m\n              memory: 1Gi\n",
+            "",
+        ),
         "Deployment/evidently-ui/evidently-ui: resources.limits lacks ['cpu', 'memory']",
     ),
     "readiness probe": (
@@ -551,8 +652,9 @@ BREAKS: dict[str, tuple[str, Callable[[Path], None], str]] = {
     ),
     "no scrape annotations": (
         "overlays/local",
-        lambda k: _edit(k / "base/serving.yaml", 'prometheus.io/scrape: "true"',
-                        'prometheus.io/scrape: "false"'),
+        lambda k: _edit(
+            k / "base/serving.yaml", 'prometheus.io/scrape: "true"', 'prometheus.io/scrape: "false"'
+        ),
         "Deployment/aitm-serving: Prometheus scrape annotations missing",
     ),
     "no network policies": (
@@ -565,15 +667,21 @@ BREAKS: dict[str, tuple[str, Callable[[Path], None], str]] = {
         lambda k: (
             (k / "base/secret.yaml").write_text(
                 "apiVersion: v1\nkind: Secret\nmetadata:\n  name: aitm-redis\n"
-                "stringData:\n  password: hunter2\n"),
-            _edit(k / "base/kustomization.yaml", "  - namespace.yaml\n",
-                  "  - namespace.yaml\n  - secret.yaml\n"),
+                "stringData:\n  password: hunter2\n"
+            ),
+            _edit(
+                k / "base/kustomization.yaml",
+                "  - namespace.yaml\n",
+                "  - namespace.yaml\n  - secret.yaml\n",
+            ),
         ),
         "Secret/aitm-redis: a Secret is rendered",
     ),
     "unpinned image": (
         "overlays/production",
-        lambda k: _edit(k / "overlays/production/kustomization.yaml", "newTag: 0.1.0", "newTag: latest"),
+        lambda k: _edit(
+            k / "overlays/production/kustomization.yaml", "newTag: 0.1.0", "newTag: latest"
+        ),
         "image 'ghcr.io/example/aitm:latest' is not pinned",
     ),
 }
@@ -588,8 +696,8 @@ def broken_k8s(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("case", sorted(BREAKS))
 def test_manifest_checks_catch_a_broken_copy(case: str, broken_k8s: Path) -> None:
+    # The unbroken copy is clean: test_stack_is_hardened renders the same files.
     overlay, breaker, expected = BREAKS[case]
-    assert not [v for v in manifest_violations(render(broken_k8s / overlay)) if expected in v]
     breaker(broken_k8s)
     violations = manifest_violations(render(broken_k8s / overlay))
     assert any(expected in v for v in violations), violations
@@ -597,7 +705,9 @@ def test_manifest_checks_catch_a_broken_copy(case: str, broken_k8s: Path) -> Non
 
 def test_world_size_check_catches_a_mismatch(broken_k8s: Path) -> None:
     path = broken_k8s / "overlays/production/training.yaml"
-    path.write_text(path.read_text().replace("/Worker/replicas\n  value: 3", "/Worker/replicas\n  value: 5"))
+    path.write_text(
+        path.read_text().replace("/Worker/replicas\n  value: 3", "/Worker/replicas\n  value: 5")
+    )
     assert training_violations(render(broken_k8s / "overlays/production")) == [
         "PyTorchJob/aitm-train/Master: WORLD=4 but 6 replicas in all",
         "PyTorchJob/aitm-train/Worker: WORLD=4 but 6 replicas in all",
@@ -612,8 +722,11 @@ def test_schema_validation_catches_a_misspelt_field(broken_k8s: Path) -> None:
 
 
 def test_pytorchjob_schema_catches_a_bad_replica_spec(broken_k8s: Path) -> None:
-    _edit(broken_k8s / "base/training.yaml", "    Worker:\n      replicas: 1\n",
-          "    Worker:\n      replica: 1\n")
+    _edit(
+        broken_k8s / "base/training.yaml",
+        "    Worker:\n      replicas: 1\n",
+        "    Worker:\n      replica: 1\n",
+    )
     job = find(render(broken_k8s / "overlays/local"), "PyTorchJob", "aitm-train")
     with pytest.raises(jsonschema.ValidationError, match="replica"):
         validate(job, K8S_VERSIONS[-1])
@@ -622,7 +735,8 @@ def test_pytorchjob_schema_catches_a_bad_replica_spec(broken_k8s: Path) -> None:
 def test_pytorchjob_pod_template_is_validated_as_a_core_pod_template(broken_k8s: Path) -> None:
     text = (broken_k8s / "base/training.yaml").read_text()
     (broken_k8s / "base/training.yaml").write_text(
-        text.replace("containerPort: 23456", "containerPort: not-a-port"))
+        text.replace("containerPort: 23456", "containerPort: not-a-port")
+    )
     job = find(render(broken_k8s / "overlays/local"), "PyTorchJob", "aitm-train")
     with pytest.raises(jsonschema.ValidationError, match="not-a-port"):
         validate(job, K8S_VERSIONS[-1])
@@ -652,8 +766,18 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
-REQUIRED_COPIES = ("src/", "features/", "feature_repo/", "components/", "pipelines/", "serving/",
-                   "monitoring/", "pyproject.toml", "README.md", "requirements.lock")
+REQUIRED_COPIES = (
+    "src/",
+    "features/",
+    "feature_repo/",
+    "components/",
+    "pipelines/",
+    "serving/",
+    "monitoring/",
+    "pyproject.toml",
+    "README.md",
+    "requirements.lock",
+)
 TORCH_CPU = re.compile(
     r"pip install (?=.*--index-url https://download\.pytorch\.org/whl/cpu)(?=.*\btorch==2\.13\.0\b)"
 )
@@ -674,7 +798,9 @@ def dockerfile_violations(text: str) -> list[str]:
         if word == "FROM":
             stages.append([])
             image, _, alias = rest.partition(" AS ") if " AS " in rest else rest.partition(" as ")
-            image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), image.strip())
+            image = re.sub(
+                r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), image.strip()
+            )
             if image not in stage_names:
                 pinned = "@sha256:" in image or re.search(r":\d+\.\d+\.\d+", image)
                 if not pinned or image.endswith(":latest"):
@@ -713,23 +839,40 @@ def test_dockerfile_follows_the_image_contract() -> None:
 
 
 def test_dockerignore_keeps_the_context_to_what_is_copied() -> None:
-    patterns = [ln.strip() for ln in DOCKERIGNORE.read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")]
+    patterns = [
+        ln.strip()
+        for ln in DOCKERIGNORE.read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert patterns[0] == "**", "start from ignoring everything, then allow what the image copies"
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     assert allowed == {p.rstrip("/") for p in REQUIRED_COPIES}
 
 
 DOCKERFILE_BREAKS = {
-    "latest base": ("ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm", "ARG PYTHON_IMAGE=python:latest",
-                    "FROM python:latest: pin the base"),
-    "floating base": ("ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm", "ARG PYTHON_IMAGE=python:3.11-slim",
-                      "FROM python:3.11-slim: pin the base"),
+    "latest base": (
+        "ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm",
+        "ARG PYTHON_IMAGE=python:latest",
+        "FROM python:latest: pin the base",
+    ),
+    "floating base": (
+        "ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm",
+        "ARG PYTHON_IMAGE=python:3.11-slim",
+        "FROM python:3.11-slim: pin the base",
+    ),
     "root": ("USER 10001:10001", "USER root", "does not end as USER 10001"),
     "unpinned torch": ("torch==2.13.0", "torch", "torch is not installed"),
-    "CUDA torch": ("--index-url https://download.pytorch.org/whl/cpu ", "", "torch is not installed"),
+    "CUDA torch": (
+        "--index-url https://download.pytorch.org/whl/cpu ",
+        "",
+        "torch is not installed",
+    ),
     "no project": ('".[pipeline,serving,monitoring]"', '"."', "the project is not installed"),
-    "no feature repo": ("COPY feature_repo/ feature_repo/\n", "", "does not copy ['feature_repo/']"),
+    "no feature repo": (
+        "COPY feature_repo/ feature_repo/\n",
+        "",
+        "does not copy ['feature_repo/']",
+    ),
 }
 
 
