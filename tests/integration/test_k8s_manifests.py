@@ -571,33 +571,65 @@ def test_production_overlay_is_redundant_persistent_and_pinned() -> None:
                     assert c["image"].split("@")[0] == f"{APP_IMAGE}:{PRODUCTION_TAG}", where
 
 
-def test_no_secret_values_are_committed() -> None:
-    # Tracked files plus untracked ones git would pick up (ignored files stay out).
+def committable_files(root: Path) -> list[Path]:
+    """Tracked files under `root` plus untracked ones git would pick up (ignored ones stay out)."""
     proc = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "k8s"],
-        cwd=REPO_ROOT,
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "."],
+        cwd=root,
         capture_output=True,
         text=True,
         check=False,
     )
-    files = (
-        [REPO_ROOT / f for f in proc.stdout.split()]
-        if proc.returncode == 0
-        else [p for p in K8S_DIR.rglob("*") if p.is_file()]
-    )
-    assert files, "found no files under k8s/"
+    if proc.returncode != 0:  # not a git checkout: every file counts
+        return sorted(p for p in root.rglob("*") if p.is_file())
+    return sorted(root / f for f in proc.stdout.splitlines())
+
+
+def secret_file_violations(files: list[Path]) -> list[str]:
+    """Secret values that would be committed: Secret manifests, env files, generator inputs."""
+    out = []
+    committed = {f.resolve() for f in files}
     for path in files:
-        assert not path.name.endswith(".env"), (
-            f"{path}: env files hold secrets; keep them untracked"
-        )
+        if path.name.endswith(".env"):
+            out.append(f"{path}: env files hold secrets; keep them untracked")
         if path.suffix not in {".yaml", ".yml"}:
             continue
         for doc in yaml.safe_load_all(path.read_text()):
             if not isinstance(doc, dict):
                 continue
-            assert doc.get("kind") != "Secret", f"{path}: a Secret manifest is committed"
+            if doc.get("kind") == "Secret":
+                out.append(f"{path}: a Secret manifest is committed")
             for gen in doc.get("secretGenerator", []):
-                assert not gen.get("literals"), f"{path}: secretGenerator with literal values"
+                if gen.get("literals"):
+                    out.append(f"{path}: secretGenerator {gen.get('name')} has literal values")
+                for src in gen.get("envs", []) + gen.get("files", []):
+                    source = (path.parent / src.rpartition("=")[2]).resolve()
+                    if source in committed:
+                        out.append(f"{path}: secretGenerator reads committed file {src}")
+    return out
+
+
+def test_no_secret_values_are_committed() -> None:
+    files = committable_files(K8S_DIR)
+    assert any(f.name == "kustomization.yaml" for f in files), "found no kustomization in k8s/"
+    assert secret_file_violations(files) == []
+
+
+def test_secret_check_catches_committed_values(tmp_path: Path) -> None:
+    (tmp_path / "redis.env").write_text("password=hunter2\n")
+    (tmp_path / "secret.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\nstringData: {password: hunter2}\n"
+    )
+    (tmp_path / "creds.txt").write_text("hunter2\n")
+    (tmp_path / "kustomization.yaml").write_text(
+        "secretGenerator:\n"
+        "  - {name: a, literals: [password=hunter2]}\n"
+        "  - {name: b, files: [password=creds.txt]}\n"
+    )
+    violations = secret_file_violations(committable_files(tmp_path))
+    assert len(violations) == 4, violations
+    for expected in ("env files", "Secret manifest", "literal values", "committed file"):
+        assert any(expected in v for v in violations), (expected, violations)
 
 
 # ---------------------------------------------------------------------------------------------
