@@ -33,9 +33,7 @@ def _not_found(response, names: Sequence[str]) -> list[bool]:
     columns = list(proto.metadata.feature_names.val)
     results = [proto.results[columns.index(n)] for n in names]
     n_rows = len(results[0].statuses)
-    return [
-        all(r.statuses[i] == FieldStatus.NOT_FOUND for r in results) for i in range(n_rows)
-    ]
+    return [all(r.statuses[i] == FieldStatus.NOT_FOUND for r in results) for i in range(n_rows)]
 
 
 def online_features(
