@@ -121,6 +121,11 @@ def impression_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values([TIMESTAMP, ROW_ID], kind="stable", ignore_index=True)
 
 
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    # Microsecond timestamps: Spark cannot read Parquet's nanosecond TIMESTAMP type.
+    frame.to_parquet(path, index=False, coerce_timestamps="us", allow_truncated_timestamps=False)
+
+
 def build_sources(data: str | Path, repo: str | Path) -> BuildSummary:
     """Write the Feast sources for `data` under `<repo>/data/`.
 
@@ -155,8 +160,8 @@ def build_sources(data: str | Path, repo: str | Path) -> BuildSummary:
         raise DataError(f"{data}: no impressions")
 
     for spec in ENTITIES:
-        snapshots[spec.name].to_parquet(out / spec.snapshot_file, index=False)
-    impressions.to_parquet(out / IMPRESSIONS_FILE, index=False)
+        _write(snapshots[spec.name], out / spec.snapshot_file)
+    _write(impressions, out / IMPRESSIONS_FILE)
     return BuildSummary(
         data_dir=out,
         impressions=len(impressions),
