@@ -26,14 +26,25 @@ class MissingEntityError(LookupError):
 
 
 def _not_found(response, names: Sequence[str]) -> list[bool]:
-    """Per row: whether every feature of `names` came back NOT_FOUND."""
+    """Per row: whether no feature of `names` came back with a value.
+
+    Feast's field statuses are not enough: the SQLite store marks absent keys NOT_FOUND, but
+    the Redis store (feast 0.67) marks them PRESENT with empty values. So an entity counts as
+    missing when every one of its features is NOT_FOUND or has no value set.
+    """
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
     proto = response.proto
     columns = list(proto.metadata.feature_names.val)
     results = [proto.results[columns.index(n)] for n in names]
     n_rows = len(results[0].statuses)
-    return [all(r.statuses[i] == FieldStatus.NOT_FOUND for r in results) for i in range(n_rows)]
+    return [
+        all(
+            r.statuses[i] == FieldStatus.NOT_FOUND or r.values[i].WhichOneof("val") is None
+            for r in results
+        )
+        for i in range(n_rows)
+    ]
 
 
 def online_features(
