@@ -13,7 +13,7 @@ import pandas as pd
 from features.fields import AD, ENTITIES, FEATURE_SERVICE, USER, context_fields, model_fields
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureService, FeatureStore
 
 
 class MissingEntityError(LookupError):
@@ -25,8 +25,9 @@ class MissingEntityError(LookupError):
         super().__init__("no online features for " + "; ".join(parts))
 
 
-def _not_found(response, names: Sequence[str]) -> list[bool]:
-    """Per row: whether no feature of `names` came back with a value.
+def _columns(response, names: Sequence[str]) -> dict[str, list[Any]]:
+    """Feature values straight from the response proto (None where unset), and per entity
+    whether it is missing.
 
     Feast's field statuses are not enough: the SQLite store marks absent keys NOT_FOUND, but
     the Redis store (feast 0.67) marks them PRESENT with empty values. So an entity counts as
@@ -35,16 +36,17 @@ def _not_found(response, names: Sequence[str]) -> list[bool]:
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
     proto = response.proto
-    columns = list(proto.metadata.feature_names.val)
-    results = [proto.results[columns.index(n)] for n in names]
-    n_rows = len(results[0].statuses)
-    return [
-        all(
-            r.statuses[i] == FieldStatus.NOT_FOUND or r.values[i].WhichOneof("val") is None
-            for r in results
-        )
-        for i in range(n_rows)
-    ]
+    position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
+    out: dict[str, list[Any]] = {}
+    for name in names:
+        result = proto.results[position[name]]
+        values = []
+        for value, status in zip(result.values, result.statuses):
+            kind = value.WhichOneof("val")
+            found = kind is not None and status != FieldStatus.NOT_FOUND
+            values.append(getattr(value, kind) if found else None)
+        out[name] = values
+    return out
 
 
 def online_features(
@@ -53,7 +55,7 @@ def online_features(
     ad_ids: Sequence[int],
     context: Mapping[str, Any] | pd.DataFrame,
     *,
-    service: str | None = FEATURE_SERVICE,
+    service: str | FeatureService = FEATURE_SERVICE,
 ) -> pd.DataFrame:
     """Model input rows (one per ad, in `ad_ids` order), columns in the model's field order.
 
@@ -62,26 +64,29 @@ def online_features(
     """
     if not len(ad_ids):
         raise ValueError("ad_ids is empty: pass at least one candidate ad")
-    context_frame = pd.DataFrame(
-        context if isinstance(context, pd.DataFrame) else dict(context),
-        index=range(len(ad_ids)),
-    )
+    if isinstance(context, pd.DataFrame):
+        if len(context) != len(ad_ids):
+            raise ValueError(f"context has {len(context)} rows for {len(ad_ids)} ads")
+        context_frame = context.reset_index(drop=True)
+    else:
+        context_frame = pd.DataFrame(dict(context), index=range(len(ad_ids)))
     absent = [f for f in context_fields() if f not in context_frame.columns]
     if absent:
         raise ValueError(f"request context lacks {absent} (needs {list(context_fields())})")
 
-    feature_service = store.get_feature_service(service)
+    if isinstance(service, str):
+        service = store.get_feature_service(service)  # a server resolves it once instead
     rows = {USER.key: [int(user_id)] * len(ad_ids), AD.key: [int(a) for a in ad_ids]}
-    response = store.get_online_features(features=feature_service, entity_rows=rows)
+    response = store.get_online_features(features=service, entity_rows=rows)
+    values = _columns(response, [f for spec in ENTITIES for f in spec.features])
     missing: dict[str, list[int]] = {}
     for spec in ENTITIES:
-        gone = _not_found(response, spec.features)
+        gone = [all(values[f][i] is None for f in spec.features) for i in range(len(ad_ids))]
         missing[spec.key] = sorted({rows[spec.key][i] for i, g in enumerate(gone) if g})
     if any(missing.values()):
         raise MissingEntityError(missing)
 
-    values = response.to_dict()
-    frame = pd.DataFrame({name: values[name] for name in values if name in model_fields()})
+    frame = pd.DataFrame({**rows, **values})
     for name in context_fields():
         frame[name] = context_frame[name].to_numpy()
     return frame[list(model_fields())]
