@@ -1,0 +1,157 @@
+"""Feature layer benchmark: online lookup latency and offline retrieval throughput.
+
+    PYTHONPATH=src:. python benchmarks/features_bench.py --rows 1000000
+
+Simulates `--rows` impressions, builds and applies a Feast repo in a temporary folder, then
+prints: offline retrieval (get_historical_features by the aitm_v1 service, merged back onto
+every impression) rows/s and peak memory; online lookup latency p50/p99 for 1 user + N ads on
+SQLite and on Redis (a local redis-server it starts and stops; skipped if absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from aitm.simulator import SimulationConfig, simulate
+from features.build import build_sources
+from features.fields import AD, ENTITIES, FEATURE_SERVICE, TIMESTAMP, USER
+from features.online import online_features
+from features.retrieval import training_frame
+from features.store import REDIS_ENV, apply, materialize, open_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class PeakRss:
+    """Samples this process's resident memory in a thread; `peak` in bytes."""
+
+    def __init__(self, every_s: float = 0.02) -> None:
+        self.process = psutil.Process()
+        self.every_s = every_s
+        self.peak = self.baseline = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(self.every_s)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def _window(repo: Path) -> tuple[pd.Timestamp, pd.Timestamp]:
+    times = pd.concat(
+        [pd.read_parquet(repo / "data" / e.snapshot_file, columns=[TIMESTAMP]) for e in ENTITIES]
+    )[TIMESTAMP]
+    return times.min() - pd.Timedelta(seconds=1), times.max() + pd.Timedelta(days=1)
+
+
+def _latency(store, repo: Path, n_ads: int, lookups: int, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    users = pd.read_parquet(repo / "data" / USER.snapshot_file, columns=[USER.key])[USER.key]
+    ads = pd.read_parquet(repo / "data" / AD.snapshot_file, columns=[AD.key])[AD.key].unique()
+    users = users.unique()
+    context = {"position": 1, "hour": 12, "channel": "feed"}
+    service = store.get_feature_service(FEATURE_SERVICE)  # resolved once, as a server would
+    for _ in range(20):  # warm-up: registry load, connections
+        online_features(store, int(users[0]), ads[:n_ads].tolist(), context, service=service)
+    timings = []
+    for _ in range(lookups):
+        user = int(rng.choice(users))
+        candidates = rng.choice(ads, size=min(n_ads, len(ads)), replace=False).tolist()
+        start = time.perf_counter()
+        online_features(store, user, candidates, context, service=service)
+        timings.append(time.perf_counter() - start)
+    ms = np.asarray(timings) * 1e3
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="impressions to simulate")
+    parser.add_argument("--ads", type=int, default=50, help="candidate ads per lookup")
+    parser.add_argument("--lookups", type=int, default=500, help="timed online lookups")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
+    parser.add_argument("--skip-redis", action="store_true")
+    args = parser.parse_args()
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="features-bench-"))
+    sim, repo = work / "sim", work / "feature_repo"
+    n_users = max(1_000, min(500_000, args.rows // 2))
+    config = SimulationConfig(
+        rows=args.rows, days=args.days, val_days=1, test_days=1, n_users=n_users, n_ads=2_000
+    )
+    started = time.perf_counter()
+    simulate(config, sim)
+    print(f"simulate {args.rows:,} rows, {n_users:,} users: {time.perf_counter() - started:.1f} s")
+    if repo.exists():
+        shutil.rmtree(repo)
+    shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
+    started = time.perf_counter()
+    summary = build_sources(sim, repo)
+    print(f"build sources: {time.perf_counter() - started:.1f} s ({summary.describe()})")
+    started = time.perf_counter()
+    apply(repo, "sqlite")
+    print(f"feast apply (subprocess): {time.perf_counter() - started:.1f} s")
+
+    store = open_store(repo, "sqlite")
+    store.get_feature_service("aitm_v1")
+    with PeakRss() as memory:
+        started = time.perf_counter()
+        result = training_frame(store, repo, summary.start, summary.end + pd.Timedelta(seconds=1))
+        seconds = time.perf_counter() - started
+    rows = len(result)
+    print(
+        f"offline retrieval (file store): {rows:,} rows in {seconds:.1f} s = "
+        f"{rows / seconds:,.0f} rows/s; peak RSS {memory.peak / 2**20:,.0f} MiB "
+        f"(+{(memory.peak - memory.baseline) / 2**20:,.0f} MiB over {memory.baseline / 2**20:,.0f})"
+    )
+    del result
+
+    start, end = _window(repo)
+    started = time.perf_counter()
+    materialize(store, start, end)
+    print(f"materialize SQLite: {time.perf_counter() - started:.1f} s")
+    p50, p99 = _latency(store, repo, args.ads, args.lookups)
+    print(f"online SQLite, 1 user + {args.ads} ads: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+    if not args.skip_redis and shutil.which("redis-server"):
+        import os
+
+        from features.redis_server import local_redis
+
+        with local_redis() as connection:
+            os.environ[REDIS_ENV] = connection
+            apply(repo, "redis")
+            redis_store = open_store(repo, "redis")
+            started = time.perf_counter()
+            materialize(redis_store, start, end)
+            print(f"materialize Redis: {time.perf_counter() - started:.1f} s")
+            p50, p99 = _latency(redis_store, repo, args.ads, args.lookups)
+            print(f"online Redis, 1 user + {args.ads} ads: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    elif not args.skip_redis:
+        print("online Redis: skipped, redis-server is not on PATH")
+    if args.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from features.cli import main
+
+main()

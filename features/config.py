@@ -1,0 +1,34 @@
+"""Thresholds of the data validation, in one typed config. Unknown keys are an error."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ValidationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_rows: int = Field(default=1_000, ge=1)  # fewer rows than this fail the batch
+    # Share of a categorical column's values that must be in the training vocabulary.
+    known_share: float = Field(default=0.95, ge=0.0, le=1.0)
+    # Categorical fields with more distinct values than this (ids) get no vocabulary check.
+    max_vocabulary: int = Field(default=1_000, ge=1)
+    # Positive rate of every funnel step: within [low, high] times the reference's rate.
+    rate_bounds: tuple[float, float] = (0.5, 2.0)
+    # Inclusive ranges of numeric request fields.
+    ranges: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"position": (1, 10), "hour": (0, 23)}
+    )
+    examples: int = Field(default=5, ge=0)  # unexpected values shown per failed expectation
+
+    @model_validator(mode="after")
+    def _check(self) -> ValidationConfig:
+        low, high = self.rate_bounds
+        if not 0.0 <= low <= 1.0 <= high:
+            raise ValueError(
+                f"rate_bounds must satisfy 0 <= low <= 1 <= high, got {self.rate_bounds}"
+            )
+        for name, (lo, hi) in self.ranges.items():
+            if lo > hi:
+                raise ValueError(f"ranges[{name!r}]: low {lo} exceeds high {hi}")
+        return self

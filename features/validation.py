@@ -1,0 +1,320 @@
+"""Great Expectations checks of impression/training frames against a reference frame.
+
+`build_suite` turns a field list (or a trained model's FeatureSchema) and a reference frame
+into an ExpectationSuite; `validate` runs it on a frame, writes GE data docs, and returns a
+`ValidationResult`, raising `ValidationError` listing the failed expectations by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from aitm.schema import FeatureSchema
+from features.config import ValidationConfig
+from features.fields import TASKS, TIMESTAMP, entity_keys
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+
+# Names as GE 1.x matches them against a pandas column's dtype (object columns: per value).
+_INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+              "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype"]  # fmt: skip
+_TIME_TYPES = ["datetime64[s]", "datetime64[ms]", "datetime64[us]", "datetime64[ns]"]
+_STR_TYPES = ["str", "StringDtype"]
+SUITE_NAME = "aitm_features"
+DOCS_SITE = "aitm_validation"
+
+
+class ValidationError(ValueError):
+    """A frame that failed validation; `.result` holds the details."""
+
+    def __init__(self, result: ValidationResult) -> None:
+        self.result = result
+        super().__init__(result.describe())
+
+
+@dataclass(frozen=True)
+class FailedExpectation:
+    expectation: str  # e.g. "expect_column_values_to_not_be_null"
+    column: str | None  # the column, "a>=b" for a column pair, None for table expectations
+    unexpected_count: int | None
+    unexpected_percent: float | None
+    examples: tuple[Any, ...]
+    observed: Any = None  # observed value of aggregate expectations (mean, row count)
+    error: str | None = None  # exception raised while evaluating, e.g. a missing column
+
+    def describe(self) -> str:
+        where = f" on {self.column}" if self.column else ""
+        parts = [f"{self.expectation}{where}"]
+        if self.unexpected_count is not None:
+            pct = (
+                f" ({self.unexpected_percent:.2f}%)" if self.unexpected_percent is not None else ""
+            )
+            parts.append(f"{self.unexpected_count} unexpected rows{pct}")
+        if self.examples:
+            parts.append(f"e.g. {list(self.examples)}")
+        if self.observed is not None:
+            parts.append(f"observed {self.observed}")
+        if self.error:
+            parts.append(f"error: {self.error.strip().splitlines()[-1][:200]}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    success: bool
+    evaluated: int  # expectations run
+    failed: tuple[FailedExpectation, ...] = ()
+    docs_dir: Path | None = None
+    rows: int = 0
+
+    @property
+    def failed_expectations(self) -> set[str]:
+        return {f.expectation for f in self.failed}
+
+    def describe(self) -> str:
+        if self.success:
+            return f"validation passed: {self.evaluated} expectations on {self.rows} rows"
+        lines = [
+            f"validation failed: {len(self.failed)} of {self.evaluated} expectations "
+            f"on {self.rows} rows"
+        ]
+        lines += [f"  - {f.describe()}" for f in self.failed]
+        if self.docs_dir is not None:
+            lines.append(f"data docs: {self.docs_dir / 'index.html'}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """What the suite needs from the reference frame."""
+
+    types: dict[str, list[str]]
+    vocabularies: dict[str, list[Any]]
+    rates: dict[str, float]
+    fields: list[str] = field(default_factory=list)
+
+
+def _type_family(column: pd.Series) -> list[str]:
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _type_family(pd.Series(dtype.categories))
+    if pd.api.types.is_integer_dtype(dtype):
+        return _INT_TYPES
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return _TIME_TYPES
+    if pd.api.types.is_float_dtype(dtype):
+        return ["float16", "float32", "float64"]
+    return _STR_TYPES
+
+
+def _reference(
+    fields: Sequence[str] | FeatureSchema, reference: pd.DataFrame, config: ValidationConfig
+) -> _Reference:
+    names = fields.field_names if isinstance(fields, FeatureSchema) else list(fields)
+    absent = [c for c in [*names, *TASKS, TIMESTAMP] if c not in reference.columns]
+    if absent:
+        raise ValueError(f"the reference frame lacks columns {absent}")
+    if reference.empty:
+        raise ValueError("the reference frame is empty")
+    types = {c: _type_family(reference[c]) for c in [*names, *TASKS, TIMESTAMP]}
+    vocabularies: dict[str, list[Any]] = {}
+    for name in names:
+        if name in entity_keys() or name in config.ranges:
+            continue  # ids churn by design; numeric request fields get ranges instead
+        if isinstance(fields, FeatureSchema):
+            values = list(fields.field(name).vocabulary)
+        else:
+            values = reference[name].dropna().unique().tolist()
+        if len(values) <= config.max_vocabulary:
+            vocabularies[name] = sorted(values, key=str)
+    rates = {t: float(reference[t].mean()) for t in TASKS}
+    return _Reference(types=types, vocabularies=vocabularies, rates=rates, fields=names)
+
+
+def build_suite(
+    fields: Sequence[str] | FeatureSchema,
+    reference: pd.DataFrame,
+    config: ValidationConfig | None = None,
+    *,
+    window: tuple[datetime, datetime] | None = None,
+) -> gx.ExpectationSuite:
+    """Expectations for frames like `reference`; `window` bounds their timestamps (inclusive)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    config = config or ValidationConfig()
+    ref = _reference(fields, reference, config)
+    expectations: list[gxe.Expectation] = []
+    expectations.append(gxe.ExpectTableRowCountToBeBetween(min_value=config.min_rows))
+    for column, types in ref.types.items():
+        expectations.append(gxe.ExpectColumnToExist(column=column))
+        expectations.append(gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=types))
+    for column in [*entity_keys(), TIMESTAMP]:
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    for column, values in ref.vocabularies.items():
+        expectations.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column=column, value_set=values, mostly=config.known_share
+            )
+        )
+    for column, (low, high) in config.ranges.items():
+        if column in ref.fields:
+            expectations.append(
+                gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
+            )
+    low_factor, high_factor = config.rate_bounds
+    for task in TASKS:
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=task))
+        expectations.append(gxe.ExpectColumnValuesToBeInSet(column=task, value_set=[0, 1]))
+        rate = ref.rates[task]
+        expectations.append(
+            gxe.ExpectColumnMeanToBeBetween(
+                column=task, min_value=rate * low_factor, max_value=min(rate * high_factor, 1.0)
+            )
+        )
+    for upper, lower in zip(TASKS, TASKS[1:]):
+        expectations.append(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=upper, column_B=lower, or_equal=True
+            )
+        )
+    if window is not None:
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=TIMESTAMP, min_value=_naive_utc(window[0]), max_value=_naive_utc(window[1])
+            )
+        )
+    # Built unbound (no context); run_suite adds it to an ephemeral context.
+    return gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations)
+
+
+def _for_ge(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as GE's type checks understand it: categories as plain values, and
+    timestamps as naive UTC (GE 1.x matches no type name against a tz-aware dtype)."""
+    out = frame.copy(deep=False)
+    for name in out.columns:
+        dtype = out[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            out[name] = out[name].astype(out[name].cat.categories.dtype)
+        elif isinstance(dtype, pd.DatetimeTZDtype):
+            out[name] = out[name].dt.tz_convert("UTC").dt.tz_localize(None)
+    return out
+
+
+def _naive_utc(value: datetime | str | pd.Timestamp) -> datetime:
+    ts = pd.Timestamp(value)
+    return (ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts).to_pydatetime()
+
+
+def _failure(result: Any, examples: int) -> FailedExpectation:
+    config = result.expectation_config
+    kwargs = config.kwargs
+    column = kwargs.get("column")
+    if column is None and "column_A" in kwargs:
+        column = f"{kwargs['column_A']}>={kwargs['column_B']}"
+    details = result.result or {}
+    error = None
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        error = result.exception_info.get("exception_message") or "raised an exception"
+    observed = details.get("observed_value")
+    if isinstance(observed, list):
+        observed = None  # type lists and the like; unexpected examples say more
+    return FailedExpectation(
+        expectation=config.type,
+        column=column,
+        unexpected_count=details.get("unexpected_count"),
+        unexpected_percent=details.get("unexpected_percent"),
+        examples=tuple(details.get("partial_unexpected_list") or ())[:examples],
+        observed=observed,
+        error=error,
+    )
+
+
+def run_suite(
+    frame: pd.DataFrame,
+    suite: gx.ExpectationSuite,
+    *,
+    docs_dir: str | Path | None = None,
+    examples: int = 5,
+    raise_on_failure: bool = True,
+) -> ValidationResult:
+    """Validate `frame` with `suite` in an ephemeral GE context; data docs go to `docs_dir`."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    context = gx.get_context(mode="ephemeral")
+    source = context.data_sources.add_pandas("frames")
+    asset = source.add_dataframe_asset("frame")
+    batch = asset.add_batch_definition_whole_dataframe("whole")
+    suite = context.suites.add(suite)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="aitm_frame", data=batch, suite=suite)
+    )
+    actions = []
+    if docs_dir is not None:
+        docs_dir = Path(docs_dir).resolve()
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        context.add_data_docs_site(
+            site_name=DOCS_SITE,
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
+            },
+        )
+        actions.append(UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE]))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="aitm_checkpoint",
+            validation_definitions=[definition],
+            actions=actions,
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": examples},
+        )
+    )
+    run = checkpoint.run(batch_parameters={"dataframe": _for_ge(frame)})
+    (suite_result,) = run.run_results.values()
+    failed = tuple(_failure(r, examples) for r in suite_result.results if not r.success)
+    result = ValidationResult(
+        success=bool(suite_result.success) and not failed,
+        evaluated=len(suite_result.results),
+        failed=failed,
+        docs_dir=docs_dir,
+        rows=len(frame),
+    )
+    if not result.success and raise_on_failure:
+        raise ValidationError(result)
+    return result
+
+
+def validate(
+    frame: pd.DataFrame,
+    reference: pd.DataFrame,
+    fields: Sequence[str] | FeatureSchema | None = None,
+    config: ValidationConfig | None = None,
+    *,
+    window: tuple[datetime, datetime] | None = None,
+    docs_dir: str | Path | None = None,
+    raise_on_failure: bool = True,
+) -> ValidationResult:
+    """Check `frame` against expectations built from `reference` (fields: the model's)."""
+    from features.fields import model_fields
+
+    config = config or ValidationConfig()
+    suite = build_suite(fields or list(model_fields()), reference, config, window=window)
+    return run_suite(
+        frame,
+        suite,
+        docs_dir=docs_dir,
+        examples=config.examples,
+        raise_on_failure=raise_on_failure,
+    )

@@ -1,0 +1,48 @@
+"""The Redis online store variant against a real redis-server the test starts and stops."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from features.fields import AD, USER, model_fields
+from features.online import MissingEntityError, online_features
+from features.redis_server import local_redis
+from features.store import REDIS_ENV, apply, materialize, open_store
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("redis-server") is None,
+        reason="redis-server is not on PATH (apt-get install -y redis-server)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def redis_store(built_repo):
+    with local_redis() as connection, pytest.MonkeyPatch.context() as patch:
+        patch.setenv(REDIS_ENV, connection)
+        apply(built_repo.path, "redis")
+        store = open_store(built_repo.path, "redis")
+        materialize(store, built_repo.start, built_repo.end)
+        yield store
+
+
+def test_redis_lookup_matches_sqlite(built_repo, redis_store, sqlite_store):
+    ads = pd.read_parquet(built_repo.path / "data" / AD.snapshot_file)[AD.key].unique()[:50]
+    users = pd.read_parquet(built_repo.path / "data" / USER.snapshot_file)[USER.key].unique()
+    context = {"position": 2, "hour": 8, "channel": "email"}
+    for user_id in users[:5]:
+        from_redis = online_features(redis_store, int(user_id), ads.tolist(), context)
+        from_sqlite = online_features(sqlite_store, int(user_id), ads.tolist(), context)
+        assert list(from_redis.columns) == list(model_fields())
+        pd.testing.assert_frame_equal(from_redis, from_sqlite)
+
+
+def test_redis_lookup_names_missing_ids(built_repo, redis_store):
+    known = int(pd.read_parquet(built_repo.path / "data" / AD.snapshot_file)[AD.key].iloc[0])
+    with pytest.raises(MissingEntityError, match=r"user_id \[5\]"):
+        online_features(redis_store, 5, [known], {"position": 1, "hour": 1, "channel": "feed"})
