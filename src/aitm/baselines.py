@@ -71,7 +71,9 @@ class _Gates(nn.Module):
     def __init__(self, num_gates: int, in_dim: int, num_experts: int) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(in_dim)
-        self.weight = nn.Parameter(torch.empty(num_gates, in_dim, num_experts).uniform_(-bound, bound))
+        self.weight = nn.Parameter(
+            torch.empty(num_gates, in_dim, num_experts).uniform_(-bound, bound)
+        )
         self.bias = nn.Parameter(torch.empty(num_gates, 1, num_experts).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -255,9 +257,7 @@ def build_baseline(cardinalities: list[int], num_tasks: int, config: ModelConfig
     if config.kind == "esmm":
         return ESMM(cardinalities, num_tasks, config)
     if config.kind in ("omoe", "mmoe"):
-        return MixtureOfExperts(
-            cardinalities, num_tasks, config, multi_gate=config.kind == "mmoe"
-        )
+        return MixtureOfExperts(cardinalities, num_tasks, config, multi_gate=config.kind == "mmoe")
     if config.kind == "ple":
         return PLE(cardinalities, num_tasks, config)
     raise ValueError(

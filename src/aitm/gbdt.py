@@ -42,7 +42,9 @@ class GBDTConfig:
                 f"{self.learning_rate}, {self.num_leaves}, {self.max_rounds}"
             )
         if self.early_stopping_rounds < 1:
-            raise ValueError(f"early_stopping_rounds must be >= 1, got {self.early_stopping_rounds}")
+            raise ValueError(
+                f"early_stopping_rounds must be >= 1, got {self.early_stopping_rounds}"
+            )
 
     def lightgbm_params(self) -> dict[str, Any]:
         """Keyword arguments of `lightgbm.LGBMClassifier`."""
@@ -125,7 +127,9 @@ def fit_per_task(
     config = config or GBDTConfig()
     tasks = tuple(tasks)
     if y_train.shape[1] != len(tasks) or y_val.shape[1] != len(tasks):
-        raise ValueError(f"labels need one column per task {tasks}, got {y_train.shape}, {y_val.shape}")
+        raise ValueError(
+            f"labels need one column per task {tasks}, got {y_train.shape}, {y_val.shape}"
+        )
     if x_train.shape[1] != x_val.shape[1]:
         raise ValueError(f"train and val field counts differ: {x_train.shape}, {x_val.shape}")
     train_frame, val_frame = _frame(x_train), _frame(x_val)

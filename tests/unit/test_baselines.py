@@ -46,7 +46,9 @@ def test_baselines_map_indices_to_batch_by_tasks_logits(kind, num_tasks):
 
 def test_build_model_dispatches_on_kind():
     schema = FeatureSchema(
-        fields=tuple(FieldSpec(f"f{i}", "int", tuple(range(c - 1)), 5) for i, c in enumerate(CARDS)),
+        fields=tuple(
+            FieldSpec(f"f{i}", "int", tuple(range(c - 1)), 5) for i, c in enumerate(CARDS)
+        ),
         tasks=("a", "b", "c"),
     )
     expected = {"mlp": "MultiTowerMLP", "esmm": "ESMM", "omoe": "MixtureOfExperts", "ple": "PLE"}
@@ -140,7 +142,9 @@ def test_ple_task_branch_does_not_read_another_tasks_experts():
 def test_each_baseline_trains_with_the_shared_loop(kind):
     n, tasks = 600, ("click", "apply", "approve")
     schema = FeatureSchema(
-        fields=tuple(FieldSpec(f"f{i}", "int", tuple(range(c - 1)), 4) for i, c in enumerate(CARDS)),
+        fields=tuple(
+            FieldSpec(f"f{i}", "int", tuple(range(c - 1)), 4) for i, c in enumerate(CARDS)
+        ),
         tasks=tasks,
     )
     x = _x(n).numpy()
