@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from aitm.config import Config
-from aitm.data import EncodedData, encode, load_split, split_paths, time_split
+from aitm.data import DataError, EncodedData, encode, load_split, split_paths, time_split
 from aitm.evaluation import evaluate
 from aitm.schema import FeatureSchema
 from aitm.training import fit_schema, predict_proba, train_encoded
@@ -130,7 +130,11 @@ def load_splits(args: argparse.Namespace) -> Splits:
     config = _base_config(args)
     path = args.data if args.data is not None else _simulated_folder(args.rows, args.out)
     parts = split_paths(path)
-    if all(s in parts for s in ("train", "val", "test")):
+    if parts and set(parts) != {"train", "val", "test"}:
+        raise DataError(
+            f"{path}: a split folder needs train/, val/ and test/; found {sorted(parts)}"
+        )
+    if parts:
         frames = {s: load_split(parts[s], config.data) for s in ("train", "val", "test")}
     else:
         frame = load_split(path, config.data)

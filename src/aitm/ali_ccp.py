@@ -23,12 +23,12 @@ The preprocessing follows the authors' `process_public_dataset.py` (xidongbo/AIT
 
 Output: `<out>/{train,val,test}/part-*.parquet` with columns click, purchase (int8) and the 18
 fields (int32 indices), plus `<out>/summary.json` and `<out>/vocabulary.parquet` (field, raw_id,
-index). It streams: the common-feature table keeps
-only the 18 fields (int64 ids, about 150 bytes per row: ~0.1 GB for the 730k training rows),
-samples go through in chunks of `chunk_lines` lines to a temporary Parquet file of raw ids, and
-vocabularies are counted one column at a time, so the ~40 GB of raw files need a few GB of
-memory. Parsing is pure Python, about 25 µs a sample line on a 2-core VM: expect 30 to 60
-minutes for the training and test files together (one core).
+index). It streams: the common-feature table keeps only the 18 fields (int64 ids, about 150
+bytes per row: ~0.1 GB for the 730k training rows), samples go through in chunks of
+`chunk_lines` lines to a temporary Parquet file of raw ids under `<out>/_raw` (a few GB of disk,
+removed at the end), and vocabularies are counted one column at a time, so the ~40 GB of raw
+files need a few GB of memory. Parsing is pure Python, about 25 µs a sample line on a 2-core
+VM: expect 30 to 60 minutes for the training and test files together (one core).
 
 Reproducing the published comparison (AITM about 0.62 click AUC and 0.65 purchase AUC on the
 full data) with the files downloaded and unpacked into RAW:

@@ -51,3 +51,13 @@ def test_compare_runs_on_your_own_table_with_a_config(tmp_path):
 def test_unknown_model_names_are_refused():
     with pytest.raises(SystemExit):
         compare.parse_args(["--models", "aitm,xgboost"])
+
+
+def test_a_split_folder_without_test_is_refused(tmp_path):
+    from aitm.data import DataError
+
+    for split in ("train", "val"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+    argv = ["--data", str(tmp_path / "data"), "--models", "mlp", "--out", str(tmp_path / "o")]
+    with pytest.raises(DataError, match="needs train/, val/ and test/"):
+        compare.main(argv)
