@@ -320,8 +320,10 @@ def main(argv: list[str] | None = None) -> Path:
     runs: list[Run] = []
     for name in args.models:
         for seed in range(args.seeds):
-            run = run_lightgbm(splits, seed, threads) if name == "lightgbm" else None
-            run = run or run_neural(splits, name, seed)
+            if name == "lightgbm":
+                run = run_lightgbm(splits, seed, threads)
+            else:
+                run = run_neural(splits, name, seed)
             runs.append(run)
             aucs = " ".join(f"{t}={a:.4f}" for t, a in run.auc.items())
             print(
