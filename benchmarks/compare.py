@@ -280,7 +280,7 @@ def plot_auc(summary: dict, tasks: tuple[str, ...], oracle: dict | None, path: P
 
     names = list(summary)
     width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(tasks) + 0.4 * len(names)), 5))
+    fig, ax = plt.subplots(figsize=(max(9, 1.6 * len(tasks) + 0.4 * len(names) + 2.5), 5))
     positions = np.arange(len(tasks))
     for i, name in enumerate(names):
         means = [summary[name]["auc"][t][0] for t in tasks]
@@ -296,7 +296,7 @@ def plot_auc(summary: dict, tasks: tuple[str, ...], oracle: dict | None, path: P
     ax.set_xticks(positions, tasks)
     ax.set_ylabel("test AUC")
     ax.set_title("AUC per task")
-    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # clear of the bars
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
