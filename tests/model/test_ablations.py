@@ -128,3 +128,21 @@ def test_calibrator_weight_zero_is_plain_cross_entropy():
     assert float(ablated.calibrator) == 0.0
     assert float(full.calibrator) > 0  # random logits violate the funnel order somewhere
     assert not torch.allclose(full.total, plain)
+
+
+@pytest.mark.parametrize(
+    "kind, transfer",
+    [("aitm", "ait"), ("aitm", "none"), ("aitm", "probability")]
+    + [(k, "ait") for k in ("mlp", "esmm", "omoe", "mmoe", "ple")],
+)
+def test_every_parameter_gets_a_gradient(kind, transfer):
+    """An ablation must not leave dead parameters behind: DDP (torchrun) fails on them."""
+    from aitm.baselines import build_baseline
+
+    torch.manual_seed(0)
+    config = ModelConfig(kind=kind, transfer=transfer, expert_dims=(8, 4), **SMALL)
+    model = AITM(CARDS, 3, config) if kind == "aitm" else build_baseline(CARDS, 3, config)
+    model.train()
+    model(_x(64)).sum().backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None]
+    assert dead == []
