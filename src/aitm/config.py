@@ -56,7 +56,8 @@ class ModelConfig(_Strict):
     tower_dims: tuple[int, ...] = (128, 64, 32)
     dropout: tuple[float, ...] = (0.1, 0.3, 0.3)  # one per tower layer
     transfer: Transfer = "ait"  # "none" and "probability" are the paper's ablations
-    num_experts: int = Field(default=4, ge=1)  # mixture-of-experts baselines
+    num_experts: int = Field(default=4, ge=1)  # experts of omoe/mmoe; shared experts of ple
+    task_experts: int = Field(default=1, ge=1)  # ple: task-specific experts per task and layer
     expert_dims: tuple[int, ...] = (128, 64)
     ple_layers: int = Field(default=2, ge=1)
 

@@ -199,11 +199,13 @@ class AITM(nn.Module):
         self.towers = BatchedTowers(
             num_tasks, self.embedding.output_dim, config.tower_dims, config.dropout
         )
+        # transfer="none" builds no transfer modules: parameters without gradients break DDP.
+        hops = 0 if config.transfer == "none" else num_tasks - 1
         transfer_in = 1 if config.transfer == "probability" else d
         self.transfer = nn.ModuleList(
-            InformationTransfer(transfer_in, d, config.dropout[-1]) for _ in range(num_tasks - 1)
+            InformationTransfer(transfer_in, d, config.dropout[-1]) for _ in range(hops)
         )
-        self.ait = AdaptiveInformationTransfer(d)
+        self.ait = None if config.transfer == "none" else AdaptiveInformationTransfer(d)
         self.heads = TaskHeads(num_tasks, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
