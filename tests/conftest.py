@@ -21,3 +21,11 @@ def small_sim(tmp_path_factory) -> Path:
     )
     simulate(config, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def ali_ccp_dir() -> Path:
+    """The real Ali-CCP sample shipped in ../shared (skips where a checkout lacks it)."""
+    if not ALI_CCP_DIR.is_dir():
+        pytest.skip(f"shared Ali-CCP sample not found at {ALI_CCP_DIR}")
+    return ALI_CCP_DIR

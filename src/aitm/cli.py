@@ -98,6 +98,7 @@ def train(
                 "model": str(out),
                 "best_epoch": result.best_epoch,
                 "train_rows": len(train_frame),
+                "world_size": int(os.environ.get("WORLD_SIZE", "1")),
                 "samples_per_second": round(result.samples_per_second),
                 "val_auc": result.validation.auc,
             },

@@ -81,6 +81,9 @@ class LossConfig(_Strict):
 
 class TrainConfig(_Strict):
     learning_rate: float = Field(default=1e-3, gt=0.0)
+    # Adam's epsilon for the embedding table. A row seen once gets a sign-like Adam step as
+    # large as a frequent row's; a larger epsilon scales tiny (rare-row) gradients down.
+    embedding_adam_eps: float = Field(default=1e-8, gt=0.0)
     batch_size: int = Field(default=2000, ge=1)
     max_epochs: int = Field(default=10, ge=1)
     patience: int = Field(default=1, ge=0)  # epochs without a better validation AUC sum

@@ -153,6 +153,19 @@ def _correlated(rng: np.random.Generator, shape: tuple[int, ...], scales) -> np.
     )
 
 
+def _pure_interaction(table: np.ndarray) -> np.ndarray:
+    """(T, A, B) cross effects with row and column means removed, rescaled to keep variance:
+    nothing of it is reachable by a model that is additive in the two fields."""
+    a, b = table.shape[1:]
+    centred = (
+        table
+        - table.mean(axis=2, keepdims=True)
+        - table.mean(axis=1, keepdims=True)
+        + table.mean(axis=(1, 2), keepdims=True)
+    )
+    return centred * math.sqrt(a * b / ((a - 1) * (b - 1)))
+
+
 @dataclass
 class _Population:
     """Attribute codes per entity: fixed columns, plus one that changes at `change_time`."""
@@ -205,7 +218,9 @@ class FunnelWorld:
         self.effects["income_band"][2] += np.linspace(-0.6, 0.6, len(INCOME_BANDS))
         self.position_decay = -0.22 * np.arange(N_POSITIONS)
         self.crosses = {
-            (a, b): _correlated(rng, (cards[a], cards[b]), [s * c for c in _CROSS_STEP_SCALE])
+            (a, b): _pure_interaction(
+                _correlated(rng, (cards[a], cards[b]), [s * c for c in _CROSS_STEP_SCALE])
+            )
             for a, b, s in _CROSSES
         }
         self.user_effect = _correlated(rng, (config.n_users,), _USER_EFFECT)
