@@ -388,7 +388,7 @@ def package_model(
         "git_revision": git_revision[:63],
         "model_kind": config.model.kind,
     }
-    tag, path = register(model_dir, bentoml_home, labels=labels, metadata=metadata)
+    tag, path = register(model_dir, bentoml_home, labels=labels, metadata=_no_none(metadata))
     info = {
         "auc": evaluation["auc"],
         "eval_window": list(eval_window),
@@ -399,6 +399,15 @@ def package_model(
     bentofile = bentofile or default_bentofile()
     bento = build_bento(bentofile, bentoml_home, tag) if bentofile else None
     return {"model_tag": tag, "model_path": str(path), "pointer": str(pointer), "bento": bento}
+
+
+def _no_none(value: Any) -> Any:
+    """BentoML metadata takes no None: drop such entries (an absent incumbent, ...)."""
+    if isinstance(value, dict):
+        return {k: _no_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_no_none(v) for v in value if v is not None]
+    return value
 
 
 def git_revision(root: str | Path | None = None) -> str:
