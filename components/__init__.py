@@ -1,0 +1,1 @@
+"""Kubeflow lightweight components of the AITM training pipeline (see components/steps.py)."""

@@ -1,0 +1,122 @@
+"""Kubeflow lightweight components: thin wrappers around `pipelines.steps`.
+
+kfp reads the annotations at decoration time, so no `from __future__ import annotations`.
+Each body parses its inputs, calls one function of pipelines/steps.py and records outputs;
+imports sit inside the bodies because kfp ships only the function's source. The base image
+comes from $AITM_IMAGE at compile time and must hold the project (docker/Dockerfile):
+no packages_to_install,
+and no `pip install kfp` at task start (install_kfp_package=False).
+"""
+
+import os
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+AITM_IMAGE = os.environ.get("AITM_IMAGE", "ghcr.io/example/aitm:0.1.0")
+
+
+@dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)
+def fetch_features(
+    feature_repo: str,
+    train_start: str,
+    train_end: str,
+    eval_start: str,
+    eval_end: str,
+    feature_service: str,
+    train_data: Output[Dataset],
+    eval_data: Output[Dataset],
+):
+    """Training and held-out windows from Feast's offline store, as Parquet."""
+    from pipelines import steps
+
+    rows = steps.fetch_windows(feature_repo, (train_start, train_end), (eval_start, eval_end),
+                               train_data.path, eval_data.path, feature_service)  # fmt: skip
+    train_data.metadata.update(rows=rows["train"], start=train_start, end=train_end)
+    eval_data.metadata.update(rows=rows["eval"], start=eval_start, end=eval_end)
+
+
+@dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)
+def validate_features(
+    train_data: Input[Dataset],
+    eval_data: Input[Dataset],
+    train_start: str,
+    train_end: str,
+    eval_start: str,
+    eval_end: str,
+    data_docs: Output[HTML],
+):
+    """Great Expectations on both windows; raises (stopping the pipeline) on failure."""
+    from pipelines import steps
+
+    summary = steps.validate_windows(train_data.path, eval_data.path, data_docs.path,
+                                     (train_start, train_end), (eval_start, eval_end))  # fmt: skip
+    data_docs.metadata.update(success=summary["success"], index="index.html")
+
+
+@dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)
+def train_model(
+    train_data: Input[Dataset], config_yaml: str, nproc_per_node: int, model: Output[Model]
+):
+    """Train AITM and write the self-describing artifact folder."""
+    from pipelines import steps
+
+    summary = steps.train_model(config_yaml, train_data.path, model.path, nproc_per_node)
+    model.metadata.update(best_epoch=summary["best_epoch"], train_rows=summary["train_rows"])
+
+
+@dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)
+def evaluate_model(
+    model: Input[Model],
+    eval_data: Input[Dataset],
+    config_yaml: str,
+    bentoml_home: str,
+    oracle_data: str,
+    eval_start: str,
+    eval_end: str,
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+    decision: Output[Artifact],
+) -> bool:
+    """Candidate vs the promoted incumbent on the same window; returns the gate's verdict."""
+    from pipelines import steps
+
+    outcome = steps.evaluate_and_gate(model.path, eval_data.path, config_yaml, bentoml_home,
+                                      oracle_data)  # fmt: skip
+    for name, value in steps.flat_metrics(outcome).items():
+        metrics.log_metric(name, value)
+    with open(report.path, "w") as handle:
+        handle.write(steps.evaluation_markdown(outcome, (eval_start, eval_end)))
+    steps.write_outcome(outcome, decision.path)
+    decision.metadata.update(promote=outcome.decision.promote)
+    return outcome.decision.promote
+
+
+@dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)
+def package_model(
+    model: Input[Model],
+    decision: Input[Artifact],
+    config_yaml: str,
+    bentoml_home: str,
+    bentofile: str,
+    train_start: str,
+    train_end: str,
+    eval_start: str,
+    eval_end: str,
+    feature_service: str,
+    git_revision: str,
+    registered: Output[Artifact],
+):
+    """Into the BentoML model store, promoted, and a bento built if there is a bentofile."""
+    import json
+
+    from pipelines import steps
+
+    out = steps.package_model(model.path, decision.path, bentoml_home, config_yaml=config_yaml,
+                              train_window=(train_start, train_end),
+                              eval_window=(eval_start, eval_end),
+                              feature_service=feature_service, git_revision=git_revision,
+                              bentofile=bentofile)  # fmt: skip
+    with open(registered.path, "w") as handle:
+        json.dump(out, handle, indent=2)
+    registered.metadata.update(model_tag=out["model_tag"], bento=out["bento"] or "")

@@ -1,0 +1,1 @@
+"""The AITM training pipeline: Kubeflow wiring, local runs, compile and submit."""

@@ -1,0 +1,428 @@
+"""What each pipeline step does, as plain functions: the components in components/ call these.
+
+Unit and integration tests call them directly too. Heavy packages (feast, great_expectations,
+bentoml, torch) are imported inside the function that needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from aitm.config import Config
+from pipelines.gate import GateDecision, decide
+
+VALIDATION_SUMMARY = "validation.json"
+DECISION_FILE = "decision.json"
+EVALUATION_FILE = "evaluation.json"
+
+
+class ValidationFailedError(RuntimeError):
+    """The fetched data failed the Great Expectations suite: the pipeline stops here."""
+
+
+def parse_config(config_yaml: str) -> Config:
+    """The pipeline's config parameter (YAML text; empty means every default)."""
+    raw = yaml.safe_load(config_yaml) if config_yaml.strip() else {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"config_yaml must hold a mapping, got {type(raw).__name__}")
+    return Config.model_validate(raw)
+
+
+# -- (a) fetch ------------------------------------------------------------------------------
+
+
+def fetch_window(store, repo: str, start: str, end: str, out: str, service: str) -> int:
+    """The training frame of impressions in [start, end) from Feast, written as Parquet."""
+    from features.retrieval import training_frame
+
+    frame = training_frame(store, repo, start, end, service=service).frame
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    return len(frame)
+
+
+def fetch_windows(
+    repo: str,
+    train_window: tuple[str, str],
+    eval_window: tuple[str, str],
+    train_out: str,
+    eval_out: str,
+    service: str,
+) -> dict[str, int]:
+    """Both windows with one store (one Feast import); raises if any impression lacks features."""
+    from features.store import open_store
+
+    if pd.Timestamp(train_window[1]) > pd.Timestamp(eval_window[0]):
+        raise ValueError(
+            f"the evaluation window {eval_window} must start at or after the end of the "
+            f"training window {train_window}"
+        )
+    store = open_store(repo)
+    return {
+        "train": fetch_window(store, repo, *train_window, train_out, service),
+        "eval": fetch_window(store, repo, *eval_window, eval_out, service),
+    }
+
+
+# -- (b) validate ---------------------------------------------------------------------------
+
+
+def _index_page(results: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<li><a href='{name}/index.html'>{name}</a>: {r.describe()}</li>"
+        for name, r in results.items()
+    )
+    return f"<html><body><h1>AITM data validation</h1><ul>{rows}</ul></body></html>\n"
+
+
+def validate_windows(
+    train_path: str,
+    eval_path: str,
+    docs_dir: str,
+    train_window: tuple[str, str],
+    eval_window: tuple[str, str],
+) -> dict[str, Any]:
+    """Great Expectations suite on both windows; the training window is the reference.
+
+    Data docs go to docs_dir/{train,eval}/ with an index.html linking both, and a
+    validation.json summary beside them. Raises ValidationFailedError (after writing both) if
+    either window fails.
+    """
+    from features.fields import model_fields
+    from features.validation import validate
+
+    train = pd.read_parquet(train_path)
+    frames = {"train": (train, train_window), "eval": (pd.read_parquet(eval_path), eval_window)}
+    docs = Path(docs_dir)
+    docs.mkdir(parents=True, exist_ok=True)
+    results = {
+        name: validate(
+            frame,
+            train,
+            list(model_fields()),
+            window=window,
+            docs_dir=docs / name,
+            raise_on_failure=False,
+        )
+        for name, (frame, window) in frames.items()
+    }
+    (docs / "index.html").write_text(_index_page(results))
+    summary = {
+        "success": all(r.success for r in results.values()),
+        "windows": {
+            name: {
+                "success": r.success,
+                "rows": r.rows,
+                "evaluated": r.evaluated,
+                "failed": [f.describe() for f in r.failed],
+            }
+            for name, r in results.items()
+        },
+    }
+    (docs / VALIDATION_SUMMARY).write_text(json.dumps(summary, indent=2))
+    if not summary["success"]:
+        text = "\n".join(r.describe() for r in results.values() if not r.success)
+        raise ValidationFailedError(f"data validation failed, the pipeline stops here:\n{text}")
+    return summary
+
+
+# -- (c) train ------------------------------------------------------------------------------
+
+
+def train_model(
+    config_yaml: str, train_path: str, out_dir: str, nproc_per_node: int = 1
+) -> dict[str, Any]:
+    """Train on the training window (its latest 10% by time for early stopping) and write the
+    artifact. nproc_per_node > 1 trains data-parallel: `torchrun --standalone -m aitm train`."""
+    if nproc_per_node < 1:
+        raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
+    config = parse_config(config_yaml)
+    if nproc_per_node > 1:
+        return _train_distributed(config, train_path, out_dir, nproc_per_node)
+
+    from aitm.checkpoint import save_artifact
+    from aitm.data import check_frame, time_split
+    from aitm.training import train
+
+    frame = pd.read_parquet(train_path)
+    check_frame(frame, config.data)
+    train_frame, val_frame = time_split(frame, config.data.timestamp, seed=config.train.seed)
+    result = train(config, train_frame, val_frame)
+    save_artifact(result, out_dir)
+    return {
+        "train_rows": len(train_frame),
+        "val_rows": len(val_frame),
+        "best_epoch": result.best_epoch,
+        "val_auc": result.validation.auc,
+        "world_size": 1,
+    }
+
+
+def torchrun_command(
+    config_file: str, train_path: str, out_dir: str, nproc_per_node: int
+) -> list[str]:
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={nproc_per_node}",
+        "-m", "aitm", "train", "--data", train_path, "--out", out_dir, "--config", config_file,
+    ]  # fmt: skip
+
+
+def _train_distributed(
+    config: Config, train_path: str, out_dir: str, nproc_per_node: int
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        config_file = Path(tmp) / "config.yaml"
+        config_file.write_text(config.to_yaml())
+        cmd = torchrun_command(str(config_file), train_path, out_dir, nproc_per_node)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"torchrun training failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
+            f"{done.stderr[-4000:]}"
+        )
+    start = done.stdout.index("{")
+    return json.loads(done.stdout[start:])
+
+
+# -- (d) evaluate and gate ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    candidate: dict[str, Any]  # aitm.evaluation.Evaluation.to_dict()
+    incumbent: dict[str, Any] | None
+    incumbent_tag: str | None
+    decision: GateDecision
+
+
+def _true_probabilities(frame: pd.DataFrame, oracle_data: str, tasks) -> pd.DataFrame | None:
+    """True end-to-end probabilities of the frame's impressions from a simulated folder."""
+    import pyarrow.dataset as ds
+
+    from aitm.data import split_paths
+    from aitm.simulator import TRUE_PREFIX
+    from features.fields import ROW_ID
+
+    parts = split_paths(oracle_data)
+    if not parts:
+        return None
+    columns = [ROW_ID, *(TRUE_PREFIX + t for t in tasks)]
+    files = sorted(str(f) for part in parts.values() for f in part.glob("*.parquet"))
+    dataset = ds.dataset(files, format="parquet")
+    if not set(columns) <= set(dataset.schema.names):
+        return None
+    ids = frame[ROW_ID].to_numpy()
+    table = dataset.to_table(columns=columns, filter=ds.field(ROW_ID).isin(ids)).to_pandas()
+    merged = frame[[ROW_ID]].merge(table, on=ROW_ID, how="left")
+    if len(merged) != len(frame) or merged.isna().any().any():
+        return None  # not the data this store was built from
+    return merged[columns[1:]]
+
+
+def _evaluate_one(model_dir: str | Path, frame: pd.DataFrame, true_p) -> dict[str, Any]:
+    from aitm.checkpoint import Predictor
+    from aitm.data import encode
+    from aitm.evaluation import evaluate
+
+    predictor = Predictor.load(model_dir)
+    encoded = encode(frame, predictor.schema)
+    probs = predictor.predict_encoded(encoded.x)
+    truth = None if true_p is None else true_p.to_numpy()
+    return evaluate(predictor.tasks, encoded.y, probs, truth).to_dict()
+
+
+def evaluate_and_gate(
+    model_dir: str,
+    eval_path: str,
+    config_yaml: str,
+    bentoml_home: str,
+    oracle_data: str = "",
+) -> EvaluationOutcome:
+    """Evaluate the candidate and the promoted incumbent (if any) on the same held-out window,
+    then decide the gate."""
+    from aitm.checkpoint import verify_artifact
+    from pipelines.registry import promoted
+
+    config = parse_config(config_yaml)
+    verify_artifact(model_dir)
+    frame = pd.read_parquet(eval_path)
+    true_p = _true_probabilities(frame, oracle_data, config.data.tasks) if oracle_data else None
+    candidate = _evaluate_one(model_dir, frame, true_p)
+    current = promoted(bentoml_home) if bentoml_home else None
+    incumbent = None if current is None else _evaluate_one(current.path, frame, true_p)
+    decision = decide(
+        candidate["auc"],
+        config.gate,
+        None if incumbent is None else incumbent["auc"],
+        None if current is None else current.tag,
+    )
+    return EvaluationOutcome(candidate, incumbent, None if current is None else current.tag,
+                             decision)  # fmt: skip
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.4f}"  # fmt: skip
+
+
+def evaluation_markdown(outcome: EvaluationOutcome, window: tuple[str, str]) -> str:
+    cand, inc = outcome.candidate, outcome.incumbent
+    oracle = cand.get("oracle_auc")
+    head = "| task | candidate AUC | floor |"
+    rule = "|---|---|---|"
+    if inc is not None:
+        head += f" incumbent AUC ({outcome.incumbent_tag}) |"
+        rule += "---|"
+    if oracle:
+        head += " oracle AUC |"
+        rule += "---|"
+    lines = [
+        "# AITM evaluation",
+        "",
+        f"Held-out window: {window[0]} to {window[1]} ({cand['rows']:,} impressions).",
+        "",
+        head,
+        rule,
+    ]
+    for task, auc in cand["auc"].items():
+        row = f"| {task} | {_fmt(auc)} | {_fmt(outcome.decision.floors.get(task))} |"
+        if inc is not None:
+            row += f" {_fmt(inc['auc'].get(task))} |"
+        if oracle:
+            row += f" {_fmt(oracle.get(task))} |"
+        lines.append(row)
+    verdict = "PROMOTE" if outcome.decision.promote else "REJECT"
+    lines += [
+        "",
+        f"Funnel-order violation rate: {cand['violation_rate']:.4%}.",
+        "",
+        f"## Gate: {verdict}",
+        "",
+        *(f"- {reason}" for reason in outcome.decision.reasons),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def flat_metrics(outcome: EvaluationOutcome) -> dict[str, float]:
+    """Numbers for a kfp Metrics artifact (NaN dropped: kfp wants finite values)."""
+    out: dict[str, float] = {"rows": float(outcome.candidate["rows"])}
+    for task, auc in outcome.candidate["auc"].items():
+        out[f"auc_{task}"] = auc
+    for task, loss in outcome.candidate["logloss"].items():
+        out[f"logloss_{task}"] = loss
+    for task, auc in (outcome.candidate.get("oracle_auc") or {}).items():
+        out[f"oracle_auc_{task}"] = auc
+    for task, auc in ((outcome.incumbent or {}).get("auc") or {}).items():
+        out[f"incumbent_auc_{task}"] = auc
+    out["violation_rate"] = outcome.candidate["violation_rate"]
+    out["promote"] = float(outcome.decision.promote)
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
+
+
+def write_outcome(outcome: EvaluationOutcome, decision_dir: str) -> None:
+    """decision.json (the gate) and evaluation.json (every measurement) in one folder."""
+    out = Path(decision_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DECISION_FILE).write_text(json.dumps(outcome.decision.to_dict(), indent=2))
+    full = {
+        "candidate": outcome.candidate,
+        "incumbent": outcome.incumbent,
+        "incumbent_tag": outcome.incumbent_tag,
+    }
+    (out / EVALUATION_FILE).write_text(json.dumps(full, indent=2, default=str))
+
+
+# -- (e) package ----------------------------------------------------------------------------
+
+
+def default_bentofile() -> str:
+    path = Path(__file__).resolve().parents[1] / "serving" / "bentofile.yaml"
+    return str(path) if path.is_file() else ""
+
+
+def package_model(
+    model_dir: str,
+    decision_dir: str,
+    bentoml_home: str,
+    *,
+    config_yaml: str,
+    train_window: tuple[str, str],
+    eval_window: tuple[str, str],
+    feature_service: str,
+    git_revision: str,
+    bentofile: str = "",
+) -> dict[str, Any]:
+    """Register the model in the BentoML store, promote it, and build a bento if a bentofile
+    is given (or serving/bentofile.yaml exists). Refuses unless the gate said promote."""
+    from pipelines.registry import build_bento, promote, register
+
+    decision = GateDecision.from_dict(json.loads((Path(decision_dir) / DECISION_FILE).read_text()))
+    if not decision.promote:
+        raise RuntimeError(f"the gate rejected this model: {list(decision.reasons)}")
+    evaluation = json.loads((Path(decision_dir) / EVALUATION_FILE).read_text())["candidate"]
+    config = parse_config(config_yaml)
+    metadata = {
+        "metrics": {k: evaluation[k] for k in ("rows", "auc", "logloss", "violation_rate")},
+        "gate": decision.to_dict(),
+        "train_window": list(train_window),
+        "eval_window": list(eval_window),
+        "feature_service": feature_service,
+        "config": config.model_dump(mode="json"),
+        "git_revision": git_revision,
+    }
+    labels = {
+        "feature_service": feature_service,
+        "git_revision": git_revision[:63],
+        "model_kind": config.model.kind,
+    }
+    tag, path = register(model_dir, bentoml_home, labels=labels, metadata=_no_none(metadata))
+    info = {
+        "auc": evaluation["auc"],
+        "eval_window": list(eval_window),
+        "feature_service": feature_service,
+        "git_revision": git_revision,
+    }
+    pointer = promote(bentoml_home, tag, path, info)
+    bentofile = bentofile or default_bentofile()
+    bento = build_bento(bentofile, bentoml_home, tag) if bentofile else None
+    return {"model_tag": tag, "model_path": str(path), "pointer": str(pointer), "bento": bento}
+
+
+def _no_none(value: Any) -> Any:
+    """BentoML metadata takes no None: drop such entries (an absent incumbent, ...)."""
+    if isinstance(value, dict):
+        return {k: _no_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_no_none(v) for v in value if v is not None]
+    return value
+
+
+def git_revision(root: str | Path | None = None) -> str:
+    root = root or Path(__file__).resolve().parents[1]
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+    return done.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def environment_for_tasks(root: str | Path | None = None) -> dict[str, str]:
+    """PYTHONPATH for local task subprocesses: the project root and src/ importable."""
+    root = Path(root or Path(__file__).resolve().parents[1])
+    paths = [str(root), str(root / "src"), os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
