@@ -7,7 +7,7 @@ DATA   ?= data/sim
 ROWS   ?= 1000000
 MODEL  ?= artifacts/model
 
-.PHONY: install system-deps run test lint bench clean k8s-render
+.PHONY: install system-deps run train test lint bench clean k8s-render pipeline-compile pipeline-submit
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,23 @@ system-deps:
 $(DATA)/oracle.json: | $(STAMP)
 	$(BIN)/aitm simulate --rows $(ROWS) --out $(DATA)
 
+# The main job: simulate (if absent), Feast sources, feast apply + materialize, the Kubeflow
+# pipeline run locally (fetch, validate, train, evaluate + gate, package), then a summary.
 run: install $(DATA)/oracle.json
+	$(BIN)/python -m pipelines main --rows $(ROWS) --data $(DATA) --config pipelines/run.yaml
+
+# The core alone: train and evaluate on the simulated splits.
+train: install $(DATA)/oracle.json
 	$(BIN)/aitm train --data $(DATA) --out $(MODEL)
 	$(BIN)/aitm evaluate --model $(MODEL) --data $(DATA)
+
+pipeline-compile: install
+	AITM_IMAGE=$(or $(IMAGE),ghcr.io/example/aitm:0.1.0) $(BIN)/python -m pipelines compile \
+		--out artifacts/aitm_training_pipeline.yaml
+
+pipeline-submit: pipeline-compile
+	$(BIN)/python -m pipelines submit --host $(KFP_HOST) \
+		--package artifacts/aitm_training_pipeline.yaml $(PARAMS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -36,9 +50,10 @@ lint: install
 test: install system-deps lint
 	$(BIN)/pytest
 
-bench: install
+bench: install system-deps
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/simulate_memory.py
+	$(BIN)/python benchmarks/features_bench.py
 
 k8s-render:
 	kubectl kustomize k8s/overlays/$(or $(ENV),local)
