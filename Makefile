@@ -31,7 +31,7 @@ run: install $(DATA)/oracle.json
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff format --check .
 
 test: install system-deps lint
 	$(BIN)/pytest

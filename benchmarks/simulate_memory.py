@@ -1,6 +1,6 @@
 """Funnel simulation at scale: wall time and peak memory (default 10 million rows).
 
-    python benchmarks/simulate_memory.py [--rows 10000000] [--out DIR]
+python benchmarks/simulate_memory.py [--rows 10000000] [--out DIR]
 """
 
 from __future__ import annotations

@@ -48,7 +48,9 @@ def main() -> None:
                 "threads": torch.get_num_threads(),
                 "cpus": os.cpu_count(),
                 "torch": torch.__version__,
-                "samples_per_second_by_epoch": [round(e.samples_per_second) for e in result.history],
+                "samples_per_second_by_epoch": [
+                    round(e.samples_per_second) for e in result.history
+                ],
                 "samples_per_second": round(result.samples_per_second),
                 "epoch_seconds": [round(e.seconds, 1) for e in result.history],
                 "wall_seconds_with_validation": round(wall, 1),

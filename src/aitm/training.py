@@ -144,11 +144,7 @@ def train_encoded(
     other_params = [p for n, p in model.named_parameters() if not n.startswith("embedding.")]
     optimizer = torch.optim.Adam(
         [
-            {
-                "params": embedding_params,
-                "weight_decay": config.loss.embedding_l2,
-                "eps": tc.embedding_adam_eps,
-            },
+            {"params": embedding_params, "weight_decay": config.loss.embedding_l2},
             {"params": other_params, "weight_decay": 0.0},
         ],
         lr=tc.learning_rate,

@@ -28,6 +28,12 @@ def copy_repo(destination: Path) -> Path:
     return destination
 
 
+@pytest.fixture
+def fresh_repo(tmp_path) -> Path:
+    """An empty copy of the repo's declarations, for tests that build their own sources."""
+    return copy_repo(tmp_path / "feature_repo")
+
+
 @pytest.fixture(scope="session")
 def built_repo(small_sim, tmp_path_factory) -> BuiltRepo:
     from features.build import build_sources

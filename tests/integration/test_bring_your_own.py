@@ -11,7 +11,10 @@ import pytest
 from aitm.checkpoint import Predictor
 from aitm.data import read_table
 
-ALI_FIELDS = "101,121,122,124,125,126,127,128,129,205,206,207,216,508,509,702,853,301".split(",")  # noqa: SIM905
+ALI_FIELDS = [
+    "101", "121", "122", "124", "125", "126", "127", "128", "129",
+    "205", "206", "207", "216", "508", "509", "702", "853", "301",
+]  # fmt: skip
 
 
 @pytest.fixture

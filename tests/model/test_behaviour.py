@@ -18,14 +18,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def funnel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sim-300k")
-    simulate(SimulationConfig(rows=300_000, days=15, val_days=2, test_days=2, n_users=60_000), out)
+    out = tmp_path_factory.mktemp("sim-600k")
+    simulate(SimulationConfig(rows=600_000, days=15, val_days=2, test_days=2, n_users=110_000), out)
     return {s: read_table(out / s) for s in ("train", "val", "test")}
 
 
 @pytest.fixture(scope="module")
 def trained(funnel):
-    config = Config(train=TrainConfig(max_epochs=4, progress=False))
+    config = Config(train=TrainConfig(max_epochs=8, progress=False))
     return train(config, funnel["train"], funnel["val"])
 
 
