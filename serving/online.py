@@ -19,9 +19,9 @@ class OnlineStore:
     def __init__(self, repo: str, variant: str, feature_service: str) -> None:
         from features.store import REDIS_ENV, open_store
 
-        if variant == "redis" and not os.environ.get(REDIS_ENV):
-            if os.environ.get(REDIS_FALLBACK_ENV):
-                os.environ[REDIS_ENV] = os.environ[REDIS_FALLBACK_ENV]
+        fallback = os.environ.get(REDIS_FALLBACK_ENV)
+        if variant == "redis" and not os.environ.get(REDIS_ENV) and fallback:
+            os.environ[REDIS_ENV] = fallback
         self.store = open_store(repo, variant)  # type: ignore[arg-type]
         self.service = self.store.get_feature_service(feature_service)
 

@@ -8,6 +8,7 @@ later on `request_id`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -104,10 +105,8 @@ class PredictionLog:
             except Exception:  # a failed write is counted, never raised into a request
                 self.on_failure("write_error", len(records))
                 if self._file is not None:
-                    try:
+                    with contextlib.suppress(OSError):
                         self._file.close()
-                    except OSError:
-                        pass
                     self._file = None
             finally:
                 for _ in batch:

@@ -93,7 +93,8 @@ out = Path({str(root)!r})
 simulate(SimulationConfig(rows=30_000, days=6, val_days=1, test_days=1, n_users=2_000,
                           n_ads=200, chunk_rows=10_000), out / "sim")
 parts = {{s: read_table(out / "sim" / s) for s in ("train", "val")}}
-result = train(Config(train=TrainConfig(max_epochs=1, progress=False)), parts["train"], parts["val"])
+config = Config(train=TrainConfig(max_epochs=1, progress=False))
+result = train(config, parts["train"], parts["val"])
 save_artifact(result, out / "artifact")
 tag, path = register(out / "artifact", {str(home)!r}, labels={{}}, metadata={{}})
 promote({str(home)!r}, tag, path, {{}})
