@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from aitm.checkpoint import ArtifactError, Predictor
+from aitm.checkpoint import ArtifactError, Predictor, verify_artifact
 from pipelines.registry import HOME_ENV, MODEL_NAME, promoted
 
 
@@ -36,12 +36,19 @@ def resolve_tag(tag: str = "") -> str:
     )
 
 
-def load(tag: str) -> LoadedModel:
-    """Load a stored model by tag; ArtifactError if it is missing or corrupted."""
+def verified_tag(setting: str = "") -> str:
+    """The full tag to serve, its files checked against their manifest (ArtifactError)."""
     import bentoml
 
+    tag = resolve_tag(setting)
     try:
-        path = bentoml.models.get(tag).path
+        stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound as exc:
         raise ArtifactError(f"model {tag} is not in the BentoML model store") from exc
+    verify_artifact(stored.path)
+    return str(stored.tag)
+
+
+def load(tag: str, path: str | Path) -> LoadedModel:
+    """Load a stored model folder; ArtifactError if it is missing or corrupted."""
     return LoadedModel(tag=tag, predictor=Predictor.load(path))

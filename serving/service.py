@@ -45,10 +45,17 @@ def _error(exc: Exception, status: int, request_id: str) -> JSONResponse:
 
 @bentoml.service(name="aitm", workers=1, traffic={"timeout": 30})
 class AITMService:
+    # Resolved and checksum-verified when the module is imported, on purpose: `bentoml serve`
+    # then exits at once with the ArtifactError (a failing worker would only be respawned), and
+    # `bentoml build` ships this model inside the bento. Loading the weights waits for __init__.
+    model_ref = bentoml.models.BentoModel(
+        model_source.verified_tag(ServingSettings.from_env().model_tag)
+    )
+
     def __init__(self) -> None:
         self.settings = ServingSettings.from_env()
-        tag = model_source.resolve_tag(self.settings.model_tag)
-        loaded = model_source.load(tag)  # ArtifactError: start-up fails, naming the problem
+        stored = self.model_ref
+        loaded = model_source.load(str(stored.tag), stored.path)
         self.version = loaded.tag
         self.predictor = loaded.predictor
         self.schema = self.predictor.schema
@@ -58,6 +65,8 @@ class AITMService:
             raise RuntimeError(f"/rank context {list(Context.model_fields)} != {context_fields()}")
         service = self.schema.extra.get("feature_service", FEATURE_SERVICE)
         self.store = OnlineStore(self.settings.feast_repo, self.settings.feast_online, service)
+        for reason in ("queue_full", "write_error"):  # shown at 0 before the first failure
+            metrics.prediction_log_failures.labels(reason=reason)
         self.log = None
         if self.settings.prediction_log_dir:
             self.log = PredictionLog(
