@@ -131,7 +131,7 @@ def test_rank_monotone_option(server, ids, predictor):
             lambda b: {**b, "candidates": [{"ad_id": 3, "weight": 1.0, "objective": "click"}]},
             404,
             "ad_id [3]",
-        ),  # fmt: skip
+        ),
         (lambda b: {**b, "candidates": []}, 422, "candidates is empty"),
         (lambda b: {**b, "candidates": b["candidates"] * 2}, 413, "exceed the limit of 60"),
         (lambda b: {**b, "candidates": [{**b["candidates"][0], "weight": -1}]}, 400, "weight"),
@@ -139,7 +139,7 @@ def test_rank_monotone_option(server, ids, predictor):
             lambda b: {**b, "candidates": [{**b["candidates"][0], "objective": "buy"}]},
             422,
             "unknown objective ['buy']",
-        ),  # fmt: skip
+        ),
         (lambda b: {**b, "context": {"position": 1, "hour": 30, "channel": "feed"}}, 400, "hour"),
         (lambda b: {k: v for k, v in b.items() if k != "context"}, 400, "context"),
     ],
