@@ -36,7 +36,7 @@ def _redis(port: int) -> subprocess.Popen:
             "",
             "--appendonly",
             "no",
-        ],  # fmt: skip
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
