@@ -18,5 +18,13 @@ class NotFoundError(RequestError):
     status = 404
 
 
-class StoreUnavailableError(RuntimeError):
-    """The online feature store could not be reached (answered with 503)."""
+class UnavailableError(RuntimeError):
+    """A dependency cannot answer now (answered with 503: retry later)."""
+
+
+class StoreUnavailableError(UnavailableError):
+    """The online feature store could not be reached."""
+
+
+class ModelUnavailableError(UnavailableError):
+    """The batched model call was shed (BentoML's batching window overflowed) or failed."""

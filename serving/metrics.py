@@ -36,3 +36,7 @@ store_errors = bentoml.metrics.Counter(
     name="aitm_online_store_errors",
     documentation="Online feature store lookups that failed (answered 503)",
 )
+model_unavailable = bentoml.metrics.Counter(
+    name="aitm_model_unavailable",
+    documentation="Model calls shed by the batcher or failed (answered 503)",
+)

@@ -21,6 +21,7 @@ class ServingSettings(BaseModel):
     max_body_bytes: int = Field(default=1_000_000, ge=1_024)  # AITM_MAX_BODY_BYTES
     log_max_bytes: int = Field(default=64 * 2**20, ge=1_024)  # rotate a log file past this
     log_max_seconds: float = Field(default=3_600.0, gt=0)  # ... or when older than this
+    torch_threads: int = Field(default=1, ge=1)  # AITM_TORCH_THREADS: intra-op threads
     log_queue_size: int = Field(default=10_000, ge=1)  # records waiting; beyond: dropped
 
     @classmethod
