@@ -34,9 +34,15 @@ def serving_env(home: Path, feast_repo: Path, log_dir: Path, **extra: str) -> di
     return env
 
 
-def start(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, int]:
+SERVICE = "serving.service:AITMService"
+
+
+def start(
+    env: dict[str, str], log_path: Path, target: str = SERVICE
+) -> tuple[subprocess.Popen, int]:
+    """`bentoml serve TARGET` (the service, or a built bento's tag) on a free port."""
     port = free_port()
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:AITMService",
+    cmd = [sys.executable, "-m", "bentoml", "serve", target,
            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     log = log_path.open("w")
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -53,9 +59,11 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def running_server(env: dict[str, str], log_path: Path, timeout_s: float = 90.0):
+def running_server(
+    env: dict[str, str], log_path: Path, timeout_s: float = 90.0, target: str = SERVICE
+):
     """Yield an httpx client for a server that answered /readyz with 200."""
-    process, port = start(env, log_path)
+    process, port = start(env, log_path, target)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout_s

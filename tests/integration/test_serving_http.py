@@ -219,3 +219,29 @@ def test_startup_fails_clearly_on_a_corrupted_model(serving_model, feast_repo, t
     assert "weights.pt: checksum mismatch, the file is corrupted" in (
         (tmp_path / "server.log").read_text()
     )
+
+
+def test_built_bento_serves_its_shipped_model(serving_model, feast_repo, tmp_path):
+    """`bentoml build` (offline) ships the model; the bento serves it without the pointer."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.integration.serving_server import ROOT
+
+    home = tmp_path / "bentoml"
+    shutil.copytree(serving_model.home, home)
+    env = serving_env(home, feast_repo[0], tmp_path / "logs")
+    code = (
+        "from pipelines.registry import build_bento; "
+        f"print(build_bento({str(ROOT / 'serving' / 'bentofile.yaml')!r}, {str(home)!r}, "
+        f"{serving_model.tag!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    bento = done.stdout.strip().splitlines()[-1]
+    shutil.rmtree(home / "promoted")  # the bento must not need the pointer
+    with running_server(env, tmp_path / "bento.log", target=bento) as client:
+        row = _rows(serving_model, 1)
+        body = client.post("/predict", json={"rows": row}).json()
+        assert body["model_version"] == serving_model.tag
