@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from aitm.schema import FeatureSchema
 from serving.errors import RequestError
 
-Value = StrictInt | StrictStr | None  # a raw feature value; None means unknown
+INT64 = 2**63  # ids and ints outside int64 are refused, never passed on to the store
+Id = Annotated[StrictInt, Field(ge=-INT64, lt=INT64)]
 
 
 class Context(BaseModel):
@@ -25,7 +26,7 @@ class Context(BaseModel):
 
 class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ad_id: StrictInt
+    ad_id: Id
     weight: float = Field(gt=0, allow_inf_nan=False)  # business value of the objective
     objective: StrictStr  # a task name; score = weight * p(objective)
 
@@ -53,13 +54,12 @@ def check_rows(
             if value is None:
                 continue
             want = schema.field(name).dtype
-            ok = (
-                isinstance(value, int) and not isinstance(value, bool)
-                if want == "int"
-                else (isinstance(value, str))
-            )
+            if want == "int":  # a JSON integer within int64 (not a bool, float or string)
+                ok = type(value) is int and -INT64 <= value < INT64
+            else:
+                ok = isinstance(value, str)
             if not ok:
-                problems.append(f"row {i}: field {name!r} needs {want}, got {value!r}")
+                problems.append(f"row {i}: field {name!r} needs {want}, got {value!r}"[:200])
         if len(problems) >= 10:
             break
     if problems:

@@ -33,7 +33,7 @@ from serving.errors import (
 from serving.middleware import BodyLimit
 from serving.online import OnlineStore
 from serving.prediction_log import PredictionLog
-from serving.requests import Candidate, Context, check_candidates, check_rows
+from serving.requests import Candidate, Context, Id, check_candidates, check_rows
 from serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class AITMService:
     @bentoml.api(route="/rank")
     async def rank(
         self,
-        user_id: int,
+        user_id: Id,
         context: Context,
         candidates: list[Candidate],
         monotone: bool = False,

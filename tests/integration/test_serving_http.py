@@ -127,6 +127,7 @@ def test_rank_monotone_option(server, ids, predictor):
     [
         (lambda b: {**b, "user_id": "abc"}, 400, "user_id"),
         (lambda b: {**b, "user_id": 7}, 404, "user_id [7]"),
+        (lambda b: {**b, "user_id": 10**30}, 400, "user_id"),
         (
             lambda b: {**b, "candidates": [{"ad_id": 3, "weight": 1.0, "objective": "click"}]},
             404,
@@ -157,6 +158,7 @@ def test_predict_rejects_bad_input_with_4xx(server, serving_model):
         ({"rows": [{**rows[0], "colour": "red"}]}, 422, "unknown fields ['colour']"),
         ({"rows": [{k: v for k, v in rows[0].items() if k != "hour"}]}, 422, "missing fields"),
         ({"rows": [{**rows[0], "hour": "nine"}]}, 422, "field 'hour' needs int"),
+        ({"rows": [{**rows[0], "ad_id": 10**30}]}, 422, "field 'ad_id' needs int"),
         ({"rows": []}, 422, "rows is empty"),
         ({"rows": rows * 300}, 413, "exceed"),
         ({"rows": "many"}, 400, "rows"),

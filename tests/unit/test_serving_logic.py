@@ -46,6 +46,7 @@ def test_check_rows_builds_a_frame_in_schema_order(schema):
         ([{"user_id": True, "city": "a"}], 422, "field 'user_id' needs int"),
         ([{"user_id": 1.5, "city": "a"}], 422, "field 'user_id' needs int"),
         ([{"user_id": 1, "city": 3}], 422, "field 'city' needs str"),
+        ([{"user_id": 2**63, "city": "a"}], 422, "field 'user_id' needs int"),
     ],
 )
 def test_check_rows_names_what_is_wrong(schema, rows, status, message):
@@ -64,6 +65,8 @@ def test_check_candidates():
         check_candidates([ok] * 4, TASKS, 3)
     with pytest.raises(RequestError, match=r"unknown objective \['buy'\]"):
         check_candidates([Candidate(ad_id=1, weight=1, objective="buy")], TASKS, 3)
+    with pytest.raises(ValueError, match="less than"):
+        Candidate(ad_id=2**70, weight=1, objective="click")
     with pytest.raises(ValueError, match="greater than 0"):
         Candidate(ad_id=1, weight=0, objective="click")
 
