@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import bentoml
 import numpy as np
+import pandas as pd
 import torch
 from starlette.responses import JSONResponse
 
@@ -142,9 +143,10 @@ class AITMService:
         for name, count in unknown.items():
             metrics.unknown_values.labels(field=name).inc(count)
 
-    def _log(self, request_id: str, x_raw: list[dict[str, Any]], probs: np.ndarray, **extra):
+    def _log(self, request_id: str, frame: pd.DataFrame, probs: np.ndarray, **extra) -> None:
         if self.log is None:
             return
+        x_raw = frame.to_dict("records")
         now = datetime.now(UTC).isoformat()
         for i, (features, p) in enumerate(zip(x_raw, probs)):
             self.log.append(
@@ -169,7 +171,7 @@ class AITMService:
             x, unknown = scoring.encode(self.schema, frame)
             self._count_unknown(unknown)
             probs = await self._score(x, "predict")
-            self._log(request_id, frame.to_dict("records"), probs, endpoint="predict")
+            self._log(request_id, frame, probs, endpoint="predict")
             return JSONResponse(
                 {
                     "request_id": request_id,
@@ -220,7 +222,7 @@ class AITMService:
             weights = [c.weight for c in candidates]
             ranked = scoring.rank(probs, self.tasks, weights, objectives)
             self._log(
-                request_id, frame.to_dict("records"), raw, endpoint="rank",
+                request_id, frame, raw, endpoint="rank",
                 objective=objectives, weight=weights, monotone=monotone,
             )  # fmt: skip
             out = [
