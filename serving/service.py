@@ -82,6 +82,7 @@ class AITMService:
         self.predictor = loaded.predictor
         self.schema = self.predictor.schema
         self.tasks = list(self.schema.tasks)
+        self.encode = scoring.Encoder(self.schema)
         self.cardinalities = np.asarray(self.schema.cardinalities, dtype=np.int64)
         if set(Context.model_fields) != set(context_fields()):
             raise RuntimeError(f"/rank context {list(Context.model_fields)} != {context_fields()}")
@@ -168,7 +169,7 @@ class AITMService:
         status = "200"
         try:
             frame = check_rows(rows, self.schema, self.settings.max_rows)
-            x, unknown = scoring.encode(self.schema, frame)
+            x, unknown = self.encode(frame)
             self._count_unknown(unknown)
             probs = await self._score(x, "predict")
             self._log(request_id, frame, probs, endpoint="predict")
@@ -214,7 +215,7 @@ class AITMService:
             frame = await anyio.to_thread.run_sync(
                 self.store.lookup, user_id, ad_ids, context.model_dump()
             )
-            x, unknown = scoring.encode(self.schema, frame)
+            x, unknown = self.encode(frame)
             self._count_unknown(unknown)
             raw = await self._score(x, "rank")
             probs = scoring.monotone(raw) if monotone else raw

@@ -132,3 +132,16 @@ def test_body_limit_refuses_large_bodies_with_413():
     assert sent[0]["status"] == 413 and not seen
     _call(app, [], [b"abc", b"de"])
     assert seen == [b"abcde"]
+
+
+def test_encoder_matches_the_schema_encoding(schema):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "user_id": [int(v) for v in rng.integers(8, 15, 200)],
+            "city": [None if v == "n" else v for v in rng.choice(["a", "b", "c", "n"], 200)],
+        }
+    )
+    x, unknown = scoring.Encoder(schema)(frame)
+    np.testing.assert_array_equal(x, schema.encode(frame))
+    assert unknown["city"] == int((frame["city"] == "c").sum())
