@@ -1,0 +1,180 @@
+"""Serving benchmark: a bounded, fixed-rate load generator against a running AITM service.
+
+    # a server running (see serving/README.md), its model folder and Feast repo at hand:
+    PYTHONPATH=src:. python benchmarks/serving_bench.py --url http://127.0.0.1:3000 \
+        --model-dir $BENTOML_HOME/models/aitm/<version> --feast-repo feature_repo \
+        --duration 10
+
+For each scenario (/predict with 1 row, /predict with 100 rows, /rank with 50 candidates) it
+sends requests open-loop at a fixed rate for a bounded duration (and at most --max-requests),
+then prints latency p50/p99/p99.9 (from the scheduled send time, so queueing counts), achieved
+throughput, error counts, and the same model's in-process forward time on the same batch size
+(the serving overhead ratio = server p50 / forward p50). The load generator shares the CPU
+with the server: on a small machine it inflates the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from aitm.checkpoint import Predictor
+from features.fields import AD, USER, model_fields
+
+CONTEXT = {"position": 1, "hour": 12, "channel": "feed"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    rate: float  # requests per second
+    rows: int  # model rows per request
+    body: Callable[[int], dict]
+
+
+@dataclass
+class Outcome:
+    latencies_ms: list[float]
+    errors: dict[str, int]
+    seconds: float
+
+
+def run(client: httpx.Client, scenario: Scenario, duration_s: float, max_requests: int) -> Outcome:
+    n = min(int(scenario.rate * duration_s), max_requests)
+    start = time.perf_counter() + 0.2
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+
+    def one(i: int) -> None:
+        due = start + i / scenario.rate
+        time.sleep(max(0.0, due - time.perf_counter()))
+        try:
+            response = client.post(scenario.path, json=scenario.body(i))
+            status = str(response.status_code)
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        took = (time.perf_counter() - due) * 1e3
+        with lock:
+            if status == "200":
+                latencies.append(took)
+            else:
+                errors[status] = errors.get(status, 0) + 1
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        list(pool.map(one, range(n)))
+    return Outcome(latencies, errors, time.perf_counter() - start)
+
+
+def forward_ms(predictor: Predictor, x: np.ndarray, repeats: int = 200) -> float:
+    predictor.predict_encoded(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predictor.predict_encoded(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:3000")
+    parser.add_argument("--model-dir", required=True, help="the served model's folder")
+    parser.add_argument("--feast-repo", required=True, help="the served Feast repo (ids)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument("--max-requests", type=int, default=5_000, help="cap per scenario")
+    parser.add_argument("--rank-rate", type=float, default=100.0)
+    parser.add_argument("--predict-rate", type=float, default=100.0, help="1-row requests/s")
+    parser.add_argument("--batch-rate", type=float, default=60.0, help="100-row requests/s")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    repo = Path(args.feast_repo)
+    users = pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].unique()
+    ad_table = pd.read_parquet(repo / "data" / AD.snapshot_file)
+    ads = ad_table[AD.key].unique()
+    predictor = Predictor.load(args.model_dir)
+    tasks = list(predictor.tasks)
+    # Raw rows for /predict: real users and ads, their attributes as the store holds them.
+    user_rows = pd.read_parquet(repo / "data" / USER.snapshot_file).drop_duplicates(USER.key)
+    ad_rows = ad_table.drop_duplicates(AD.key)
+    rng = np.random.default_rng(0)
+    frame = pd.concat(
+        [
+            user_rows.sample(1_000, replace=True, random_state=1).reset_index(drop=True),
+            ad_rows.sample(1_000, replace=True, random_state=2).reset_index(drop=True),
+        ],
+        axis=1,
+    )
+    for name, value in CONTEXT.items():
+        frame[name] = value
+    frame = frame.loc[:, ~frame.columns.duplicated()][list(model_fields())]
+    rows = json.loads(frame.to_json(orient="records"))
+
+    def rank_body(i: int) -> dict:
+        chosen = rng.choice(ads, size=50, replace=False)
+        return {
+            "user_id": int(users[i % len(users)]),
+            "context": CONTEXT,
+            "candidates": [
+                {"ad_id": int(a), "weight": 1.0 + (j % 7), "objective": tasks[j % len(tasks)]}
+                for j, a in enumerate(chosen)
+            ],
+        }
+
+    scenarios = [
+        Scenario("predict 1 row", "/predict", args.predict_rate, 1,
+                 lambda i: {"rows": [rows[i % len(rows)]]}),
+        Scenario("predict 100 rows", "/predict", args.batch_rate, 100,
+                 lambda i: {"rows": rows[(i * 100) % 900 : (i * 100) % 900 + 100]}),
+        Scenario("rank 50 candidates", "/rank", args.rank_rate, 50, rank_body),
+    ]  # fmt: skip
+    results = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    with httpx.Client(base_url=args.url, timeout=30, limits=limits) as client:
+        if client.get("/readyz").status_code != 200:
+            raise SystemExit(f"{args.url}/readyz is not 200: start the server first")
+        for scenario in scenarios:
+            for i in range(20):  # warm-up
+                client.post(scenario.path, json=scenario.body(i))
+            outcome = run(client, scenario, args.duration, args.max_requests)
+            x = predictor.schema.encode(frame.head(scenario.rows))
+            lat = np.asarray(outcome.latencies_ms or [np.nan])
+            result = {
+                "scenario": scenario.name,
+                "rate_req_s": scenario.rate,
+                "requests_ok": len(outcome.latencies_ms),
+                "errors": outcome.errors,
+                "throughput_req_s": len(outcome.latencies_ms) / outcome.seconds,
+                "throughput_rows_s": len(outcome.latencies_ms) * scenario.rows / outcome.seconds,
+                "p50_ms": float(np.percentile(lat, 50)),
+                "p99_ms": float(np.percentile(lat, 99)),
+                "p99_9_ms": float(np.percentile(lat, 99.9)),
+                "forward_ms": forward_ms(predictor, x),
+            }
+            result["overhead_ratio"] = result["p50_ms"] / result["forward_ms"]
+            results.append(result)
+            print(
+                f"{scenario.name:>20}: {result['requests_ok']} ok {outcome.errors or ''} at "
+                f"{scenario.rate:g} req/s -> {result['throughput_req_s']:.0f} req/s, "
+                f"{result['throughput_rows_s']:,.0f} rows/s; p50 {result['p50_ms']:.1f} ms, "
+                f"p99 {result['p99_ms']:.1f} ms, p99.9 {result['p99_9_ms']:.1f} ms; in-process "
+                f"forward {result['forward_ms']:.2f} ms (x{result['overhead_ratio']:.1f})"
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Typed request bodies and the checks that need the model's schema (field names, types)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from aitm.schema import FeatureSchema
+from serving.errors import RequestError
+
+INT64 = 2**63  # ids and ints outside int64 are refused, never passed on to the store
+Id = Annotated[StrictInt, Field(ge=-INT64, lt=INT64)]
+
+
+class Context(BaseModel):
+    """Request-time fields of a /rank call, the same for every candidate."""
+
+    model_config = ConfigDict(extra="forbid")
+    position: StrictInt = Field(ge=0, le=1_000)
+    hour: StrictInt = Field(ge=0, le=23)
+    channel: StrictStr = Field(max_length=200)
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ad_id: Id
+    weight: float = Field(gt=0, allow_inf_nan=False)  # business value of the objective
+    objective: StrictStr  # a task name; score = weight * p(objective)
+
+
+def check_rows(
+    rows: Sequence[Mapping[str, Any]], schema: FeatureSchema, limit: int
+) -> pd.DataFrame:
+    """Raw rows -> a frame in schema order; RequestError naming what is wrong."""
+    if not rows:
+        raise RequestError("rows is empty: send at least one row")
+    if len(rows) > limit:
+        raise RequestError(f"{len(rows)} rows exceed the limit of {limit} per request", 413)
+    names = schema.field_names
+    known = set(names)
+    problems: list[str] = []
+    for i, row in enumerate(rows):
+        unknown = sorted(set(row) - known)
+        missing = [n for n in names if n not in row]
+        if unknown:
+            problems.append(f"row {i}: unknown fields {unknown}")
+        if missing:
+            problems.append(f"row {i}: missing fields {missing}")
+        for name in names:
+            value = row.get(name)
+            if value is None:
+                continue
+            want = schema.field(name).dtype
+            if want == "int":  # a JSON integer within int64 (not a bool, float or string)
+                ok = type(value) is int and -INT64 <= value < INT64
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                problems.append(f"row {i}: field {name!r} needs {want}, got {value!r}"[:200])
+        if len(problems) >= 10:
+            break
+    if problems:
+        raise RequestError("; ".join(problems[:10]))
+    return pd.DataFrame({n: [row.get(n) for row in rows] for n in names})
+
+
+def check_candidates(candidates: Sequence[Candidate], tasks: Sequence[str], limit: int) -> None:
+    if not candidates:
+        raise RequestError("candidates is empty: send at least one candidate")
+    if len(candidates) > limit:
+        raise RequestError(
+            f"{len(candidates)} candidates exceed the limit of {limit} per request", 413
+        )
+    bad = sorted({c.objective for c in candidates if c.objective not in tasks})
+    if bad:
+        raise RequestError(f"unknown objective {bad}: must be one of {list(tasks)}")

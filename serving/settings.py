@@ -1,0 +1,35 @@
+"""Serving settings, read once from the environment at start-up. Defaults live here only."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PREFIX = "AITM_"
+
+
+class ServingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_tag: str = ""  # AITM_MODEL_TAG; empty or "<name>:promoted" -> the promoted pointer
+    feast_repo: str = "feature_repo"  # AITM_FEAST_REPO: folder holding the Feast yaml files
+    feast_online: str = "sqlite"  # AITM_FEAST_ONLINE: variant, sqlite or redis
+    prediction_log_dir: str = ""  # AITM_PREDICTION_LOG_DIR; empty: no prediction log
+    max_rows: int = Field(default=1_000, ge=1)  # AITM_MAX_ROWS per /predict request
+    max_candidates: int = Field(default=200, ge=1)  # AITM_MAX_CANDIDATES per /rank request
+    max_body_bytes: int = Field(default=1_000_000, ge=1_024)  # AITM_MAX_BODY_BYTES
+    log_max_bytes: int = Field(default=64 * 2**20, ge=1_024)  # rotate a log file past this
+    log_max_seconds: float = Field(default=3_600.0, gt=0)  # ... or when older than this
+    torch_threads: int = Field(default=1, ge=1)  # AITM_TORCH_THREADS: intra-op threads
+    log_queue_size: int = Field(default=10_000, ge=1)  # records waiting; beyond: dropped
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ServingSettings:
+        env = os.environ if environ is None else environ
+        values = {}
+        for name in cls.model_fields:
+            key = PREFIX + name.upper()
+            if key in env:
+                values[name] = env[key]
+        return cls(**values)

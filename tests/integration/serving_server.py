@@ -1,0 +1,84 @@
+"""Start a real `bentoml serve` of serving.service:AITMService for tests (not for production)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from features.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def serving_env(home: Path, feast_repo: Path, log_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")]
+    env.update(
+        PYTHONPATH=os.pathsep.join(p for p in paths if p),
+        BENTOML_HOME=str(home),
+        BENTOML_DO_NOT_TRACK="True",
+        AITM_FEAST_REPO=str(feast_repo),
+        AITM_PREDICTION_LOG_DIR=str(log_dir),
+        AITM_MAX_CANDIDATES="60",
+        AITM_MAX_ROWS="500",
+        AITM_MAX_BODY_BYTES="200000",
+        FEAST_USAGE="False",
+        **extra,
+    )
+    return env
+
+
+SERVICE = "serving.service:AITMService"
+
+
+def start(
+    env: dict[str, str], log_path: Path, target: str = SERVICE
+) -> tuple[subprocess.Popen, int]:
+    """`bentoml serve TARGET` (the service, or a built bento's tag) on a free port."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "bentoml", "serve", target,
+           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    log = log_path.open("w")
+    process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return process, port
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_server(
+    env: dict[str, str], log_path: Path, timeout_s: float = 90.0, target: str = SERVICE
+):
+    """Yield an httpx client for a server that answered /readyz with 200."""
+    process, port = start(env, log_path, target)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(base_url=url, timeout=30) as client:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited early:\n{log_path.read_text()[-4000:]}")
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server not ready:\n{log_path.read_text()[-4000:]}")
+                time.sleep(0.3)
+            yield client
+    finally:
+        stop(process)

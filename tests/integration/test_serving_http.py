@@ -1,0 +1,249 @@
+"""The real service: `bentoml serve` on 127.0.0.1, a real SQLite Feast store, a tiny model."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aitm.checkpoint import Predictor
+from features.fields import AD, USER, model_fields
+from serving.prediction_log import read_log
+from tests.integration.conftest import copy_repo
+from tests.integration.serving_server import running_server, serving_env, start, stop
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CONTEXT = {"position": 2, "hour": 9, "channel": "feed"}
+
+
+@pytest.fixture(scope="module")
+def feast_repo(serving_model, tmp_path_factory):
+    """The model's own simulation, built into a Feast repo, applied and materialized."""
+    from features.build import build_sources
+    from features.store import apply, materialize, open_store
+
+    repo = copy_repo(tmp_path_factory.mktemp("serving-feast") / "feature_repo")
+    build_sources(serving_model.sim, repo)
+    apply(repo, "sqlite")
+    store = open_store(repo, "sqlite")
+    materialize(store, pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2035-01-01", tz="UTC"))
+    return repo, store
+
+
+@pytest.fixture(scope="module")
+def server(serving_model, feast_repo, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serving-run")
+    env = serving_env(serving_model.home, feast_repo[0], tmp / "logs")
+    with running_server(env, tmp / "server.log") as client:
+        client.log_dir = tmp / "logs"
+        yield client
+
+
+@pytest.fixture(scope="module")
+def predictor(serving_model):
+    return Predictor.load(serving_model.path)
+
+
+@pytest.fixture(scope="module")
+def ids(feast_repo):
+    repo = feast_repo[0]
+    users = pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].unique()
+    ads = pd.read_parquet(repo / "data" / AD.snapshot_file)[AD.key].unique()
+    return [int(u) for u in users[:3]], [int(a) for a in ads[:50]]
+
+
+def _rows(serving_model, n: int) -> list[dict]:
+    frame = pd.read_parquet(serving_model.sim / "test").head(n)[list(model_fields())]
+    return json.loads(frame.to_json(orient="records"))
+
+
+def _rank_body(user_id: int, ads: list[int], tasks: list[str]) -> dict:
+    rng = np.random.default_rng(0)
+    return {
+        "user_id": user_id,
+        "context": CONTEXT,
+        "candidates": [
+            {"ad_id": a, "weight": float(rng.uniform(0.5, 5)), "objective": tasks[i % len(tasks)]}
+            for i, a in enumerate(ads)
+        ],
+    }
+
+
+def test_predict_matches_the_predictor(server, serving_model, predictor):
+    rows = _rows(serving_model, 40)
+    rows[0]["city"] = "a-city-never-seen"  # unknown category: the unknown index, no error
+    response = server.post("/predict", json={"rows": rows})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == serving_model.tag
+    assert body["tasks"] == list(predictor.tasks)
+    assert response.headers["x-request-id"] == body["request_id"]
+    got = pd.DataFrame(body["predictions"])[list(predictor.tasks)]
+    expected = predictor.predict(pd.DataFrame(rows))
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_rank_orders_by_weight_times_objective_and_matches_the_predictor(
+    server, ids, predictor, feast_repo
+):
+    from features.online import online_features
+
+    users, ads = ids
+    tasks = list(predictor.tasks)
+    body = _rank_body(users[0], ads, tasks)
+    response = server.post("/rank", json=body)
+    assert response.status_code == 200, response.text
+    ranked = response.json()["candidates"]
+    assert sorted(c["ad_id"] for c in ranked) == sorted(ads)
+    scores = [c["score"] for c in ranked]
+    assert scores == sorted(scores, reverse=True)
+    frame = online_features(feast_repo[1], users[0], ads, CONTEXT)
+    expected = predictor.predict(frame).set_axis(ads)
+    by_ad = {c["ad_id"]: c for c in body["candidates"]}
+    for c in ranked:
+        want = expected.loc[c["ad_id"]]
+        got = [c["probabilities"][t] for t in tasks]
+        np.testing.assert_allclose(got, want.to_numpy(), rtol=1e-5, atol=1e-7)
+        objective = by_ad[c["ad_id"]]["objective"]
+        assert c["score"] == pytest.approx(by_ad[c["ad_id"]]["weight"] * want[objective])
+
+
+def test_rank_monotone_option(server, ids, predictor):
+    users, ads = ids
+    body = {**_rank_body(users[1], ads[:20], list(predictor.tasks)), "monotone": True}
+    response = server.post("/rank", json=body)
+    assert response.status_code == 200, response.text
+    for c in response.json()["candidates"]:
+        p = [c["probabilities"][t] for t in predictor.tasks]
+        assert all(a >= b for a, b in zip(p, p[1:])), p
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "message"),
+    [
+        (lambda b: {**b, "user_id": "abc"}, 400, "user_id"),
+        (lambda b: {**b, "user_id": 7}, 404, "user_id [7]"),
+        (lambda b: {**b, "user_id": 10**30}, 400, "user_id"),
+        (
+            lambda b: {**b, "candidates": [{"ad_id": 3, "weight": 1.0, "objective": "click"}]},
+            404,
+            "ad_id [3]",
+        ),
+        (lambda b: {**b, "candidates": []}, 422, "candidates is empty"),
+        (lambda b: {**b, "candidates": b["candidates"] * 2}, 413, "exceed the limit of 60"),
+        (lambda b: {**b, "candidates": [{**b["candidates"][0], "weight": -1}]}, 400, "weight"),
+        (
+            lambda b: {**b, "candidates": [{**b["candidates"][0], "objective": "buy"}]},
+            422,
+            "unknown objective ['buy']",
+        ),
+        (lambda b: {**b, "context": {"position": 1, "hour": 30, "channel": "feed"}}, 400, "hour"),
+        (lambda b: {k: v for k, v in b.items() if k != "context"}, 400, "context"),
+    ],
+)
+def test_rank_rejects_bad_input_with_4xx(server, ids, predictor, change, status, message):
+    users, ads = ids
+    response = server.post("/rank", json=change(_rank_body(users[0], ads, list(predictor.tasks))))
+    assert response.status_code == status, response.text
+    assert message in response.text
+
+
+def test_predict_rejects_bad_input_with_4xx(server, serving_model):
+    rows = _rows(serving_model, 2)
+    cases = [
+        ({"rows": [{**rows[0], "colour": "red"}]}, 422, "unknown fields ['colour']"),
+        ({"rows": [{k: v for k, v in rows[0].items() if k != "hour"}]}, 422, "missing fields"),
+        ({"rows": [{**rows[0], "hour": "nine"}]}, 422, "field 'hour' needs int"),
+        ({"rows": [{**rows[0], "ad_id": 10**30}]}, 422, "field 'ad_id' needs int"),
+        ({"rows": []}, 422, "rows is empty"),
+        ({"rows": rows * 300}, 413, "exceed"),
+        ({"rows": "many"}, 400, "rows"),
+    ]
+    for body, status, message in cases:
+        response = server.post("/predict", json=body)
+        assert response.status_code == status, (body, response.text)
+        assert message in response.text
+    response = server.post(
+        "/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400 and "json" in response.text.lower()
+    huge = json.dumps({"rows": [rows[0]] * 1_000}).encode()
+    response = server.post("/predict", content=huge, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "exceeds the limit" in response.text
+
+
+def test_prediction_log_is_complete_and_metrics_count(server, ids, predictor, serving_model):
+    users, ads = ids
+    row = {**_rows(serving_model, 1)[0], "city": "atlantis"}
+    assert server.post("/predict", json={"rows": [row]}).status_code == 200
+    body = _rank_body(users[2], ads[:5], list(predictor.tasks))
+    request_id = server.post("/rank", json=body).json()["request_id"]
+    deadline, records = time.monotonic() + 10, []
+    while time.monotonic() < deadline and len(records) < 5:
+        records = [r for r in read_log(server.log_dir) if r["request_id"] == request_id]
+        time.sleep(0.1)
+    assert len(records) == 5
+    for record in records:
+        assert record["model_version"] and record["timestamp"] and record["endpoint"] == "rank"
+        assert set(record["features"]) == set(model_fields())
+        assert set(record["probabilities"]) == set(predictor.tasks)
+        assert record["objective"] in predictor.tasks
+    assert {r["features"]["ad_id"] for r in records} == set(ads[:5])
+    metrics = server.get("/metrics").text
+    for name in (
+        "aitm_request_latency_seconds_bucket",
+        'le="0.001"',
+        "aitm_monotonicity_violations_total",
+        'aitm_unknown_category_values_total{field="city"}',
+        "aitm_prediction_log_failures",
+    ):
+        assert name in metrics, name
+    assert server.get("/livez").status_code == 200
+
+
+def test_startup_fails_clearly_on_a_corrupted_model(serving_model, feast_repo, tmp_path):
+    import shutil
+
+    home = tmp_path / "bentoml"
+    shutil.copytree(serving_model.home, home)
+    weights = home / serving_model.path.relative_to(serving_model.home) / "weights.pt"
+    weights.write_bytes(b"not a model")
+    env = serving_env(home, feast_repo[0], tmp_path / "logs")
+    process, _ = start(env, tmp_path / "server.log")
+    try:
+        assert process.wait(timeout=90) != 0
+    finally:
+        stop(process)
+    assert "weights.pt: checksum mismatch, the file is corrupted" in (
+        (tmp_path / "server.log").read_text()
+    )
+
+
+def test_built_bento_serves_its_shipped_model(serving_model, feast_repo, tmp_path):
+    """`bentoml build` (offline) ships the model; the bento serves it without the pointer."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.integration.serving_server import ROOT
+
+    home = tmp_path / "bentoml"
+    shutil.copytree(serving_model.home, home)
+    env = serving_env(home, feast_repo[0], tmp_path / "logs")
+    code = (
+        "from pipelines.registry import build_bento; "
+        f"print(build_bento({str(ROOT / 'serving' / 'bentofile.yaml')!r}, {str(home)!r}, "
+        f"{serving_model.tag!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    bento = done.stdout.strip().splitlines()[-1]
+    shutil.rmtree(home / "promoted")  # the bento must not need the pointer
+    with running_server(env, tmp_path / "bento.log", target=bento) as client:
+        row = _rows(serving_model, 1)
+        body = client.post("/predict", json={"rows": row}).json()
+        assert body["model_version"] == serving_model.tag
