@@ -28,14 +28,11 @@ def _keep_mask(shape: torch.Size, drop: int, scale: float) -> torch.Tensor:
     """
     n = math.prod(shape)
     words = torch.empty((n + 7) // 8, dtype=torch.int64).random_()
-    thresholds = torch.tensor([2.0 * drop] * 7 + [float(drop)])
-    # (byte - threshold + 1) * scale: >= scale where kept, <= 0 where dropped; one pass, float.
-    mask = torch.addcmul((1.0 - thresholds) * scale, words.view(torch.uint8).view(-1, 8), _t(scale))
-    return mask.clamp_(0.0, scale).view(-1)[:n].view(shape)
-
-
-def _t(value: float) -> torch.Tensor:
-    return torch.tensor(value, dtype=torch.float32)
+    mask = words.view(torch.uint8).to(torch.float32).view(-1, 8)
+    thresholds = mask.new_tensor([2.0 * drop] * 7 + [float(drop)])
+    mask.sub_(thresholds - scale)  # kept bytes now >= scale, dropped ones <= scale - 1
+    mask = F.threshold(mask, scale - 0.5, 0.0, inplace=True).clamp_(max=scale)
+    return mask.view(-1)[:n].view(shape)
 
 
 class _ReluDropout(torch.autograd.Function):
