@@ -7,7 +7,7 @@ DATA   ?= data/sim
 ROWS   ?= 1000000
 MODEL  ?= artifacts/model
 
-.PHONY: install system-deps run train test lint bench clean k8s-render pipeline-compile pipeline-submit
+.PHONY: install system-deps run train serve test lint bench clean k8s-render pipeline-compile pipeline-submit
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ run: install $(DATA)/oracle.json
 train: install $(DATA)/oracle.json
 	$(BIN)/aitm train --data $(DATA) --out $(MODEL)
 	$(BIN)/aitm evaluate --model $(MODEL) --data $(DATA)
+
+# Serve the model `make run` promoted, with the Feast repo it materialized.
+serve: install
+	BENTOML_HOME=artifacts/bentoml AITM_FEAST_REPO=artifacts/pipeline/feature_repo \
+	AITM_PREDICTION_LOG_DIR=artifacts/predictions \
+	$(BIN)/bentoml serve serving.service:AITMService --host 127.0.0.1 --port $(or $(PORT),3000)
 
 pipeline-compile: install
 	AITM_IMAGE=$(or $(IMAGE),ghcr.io/example/aitm:0.1.0) $(BIN)/python -m pipelines compile \
