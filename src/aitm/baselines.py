@@ -35,7 +35,7 @@ def run_towers(towers: BatchedTowers, h: torch.Tensor) -> torch.Tensor:
     if h.dim() != 3 or h.shape[0] != towers.num_towers:
         raise ValueError(f"expected input (T={towers.num_towers}, B, in), got {tuple(h.shape)}")
     for w, b, p in zip(towers.weights, towers.biases, towers.dropout):
-        h = relu_dropout(torch.baddbmm(b, h, w), p, towers.training)
+        h = relu_dropout(torch.baddbmm(b, h, w), p, towers.training, towers.masks)
     return h
 
 

@@ -18,30 +18,55 @@ from aitm.config import ModelConfig
 from aitm.schema import FeatureSchema
 
 
-def _keep_mask(shape: torch.Size, drop: int, scale: float) -> torch.Tensor:
-    """A float mask of `scale` (kept) and 0 (dropped), P(drop) = drop / 128, 1 < scale <= drop.
+def _draw_keep_mask(n: int, drop: int, scale: float) -> torch.Tensor:
+    """(n,) floats: `scale` (kept) or 0 (dropped), P(drop) = drop / 128.
 
-    Cut from random 64-bit words, one byte per element: `F.dropout` draws one Bernoulli per
-    element, which dominated CPU training time, and this is several times cheaper. The top byte
-    of a word from `random_()` has only 7 random bits, so it is compared with `drop` and the
-    other (8-bit) bytes with `2 * drop`: every element is dropped with probability drop / 128.
+    Cut from random 64-bit words, one byte per element, which is several times cheaper than
+    one Bernoulli draw per element. The top byte of a word from `random_()` has only 7 random
+    bits, so it is compared with `drop` and the other (8-bit) bytes with `2 * drop`.
     """
-    n = math.prod(shape)
     words = torch.empty((n + 7) // 8, dtype=torch.int64).random_()
-    mask = words.view(torch.uint8).to(torch.float32).view(-1, 8)
-    thresholds = mask.new_tensor([2.0 * drop] * 7 + [float(drop)])
-    mask.sub_(thresholds - scale)  # kept bytes now >= scale, dropped ones <= scale - 1
-    mask = F.threshold(mask, scale - 0.5, 0.0, inplace=True).clamp_(max=scale)
-    return mask.view(-1)[:n].view(shape)
+    thresholds = torch.tensor([2 * drop] * 7 + [drop], dtype=torch.uint8)
+    keep = words.view(torch.uint8).view(-1, 8) >= thresholds
+    return keep.view(-1)[:n].to(torch.float32).mul_(scale)
+
+
+class KeepMaskPool:
+    """Dropout keep masks served as windows, at random offsets, of a pool of i.i.d. draws.
+
+    Drawing fresh masks cost more CPU time per step than the tower products. A window of an
+    i.i.d. sequence is itself i.i.d. Bernoulli, so every mask keeps the dropout distribution;
+    the pool (at least `min_size` and 8 windows) is redrawn once it has served `reuse` times its
+    size, so an element recurs in about `reuse` windows, each for another row of another batch.
+    Offsets and draws come from torch's default generator, so seeded runs repeat.
+    """
+
+    def __init__(self, min_size: int = 1 << 22, reuse: int = 8) -> None:
+        self.min_size, self.reuse = min_size, reuse
+        self._pools: dict[int, torch.Tensor] = {}
+        self._served: dict[int, int] = {}
+
+    def window(self, n: int, drop: int, scale: float) -> torch.Tensor:
+        pool = self._pools.get(drop)
+        served = self._served.get(drop, 0)
+        if pool is None or len(pool) < 8 * n or served >= self.reuse * len(pool):
+            pool = _draw_keep_mask(max(self.min_size, 8 * n), drop, scale)
+            self._pools[drop], served = pool, 0
+        self._served[drop] = served + n
+        offset = int(torch.randint(len(pool) - n + 1, ()))
+        return pool[offset : offset + n]
 
 
 class _ReluDropout(torch.autograd.Function):
     """relu(x) then inverted dropout, in place on x, saving only the output for backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, drop: int) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, drop: int, masks: KeepMaskPool | None) -> torch.Tensor:
         scale = 128.0 / (128 - drop)
-        out = x.clamp_min_(0.0).mul_(_keep_mask(x.shape, drop, scale))
+        n = x.numel()
+        mask = masks.window(n, drop, scale) if masks else _draw_keep_mask(n, drop, scale)
+        mask = mask.view(x.shape)
+        out = x.clamp_min_(0.0).mul_(mask)
         ctx.mark_dirty(x)
         ctx.save_for_backward(out)
         ctx.scale = scale
@@ -51,20 +76,23 @@ class _ReluDropout(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (out,) = ctx.saved_tensors
         # out > 0 exactly where the input was positive and the element was kept.
-        return torch.ops.aten.threshold_backward(grad, out, 0.0).mul_(ctx.scale), None
+        return torch.ops.aten.threshold_backward(grad, out, 0.0).mul_(ctx.scale), None, None
 
 
-def relu_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+def relu_dropout(
+    x: torch.Tensor, p: float, training: bool, masks: KeepMaskPool | None = None
+) -> torch.Tensor:
     """relu then dropout. In training the rate is p rounded to 1/128 (0.1 -> 0.1016, 0.3 ->
     0.2969) and survivors are scaled by the exact inverse keep rate, so the expectation holds.
-    Draws come from torch's default generator, so seeded runs repeat. May overwrite x.
+    Masks come from `masks` (a model's pool) or are drawn fresh; draws use torch's default
+    generator, so seeded runs repeat. May overwrite x.
     """
     drop = round(p * 128)
     if not training or p == 0.0:
         return F.relu(x)
-    if drop < 2 or drop >= 64:  # the mask trick needs 1 < scale <= drop; fall back
+    if drop == 0:  # p < 1/256 would round to no dropout at all
         return F.dropout(F.relu(x), p, training)
-    return _ReluDropout.apply(x, drop)
+    return _ReluDropout.apply(x, drop, masks)
 
 
 class FieldEmbedding(nn.Module):
@@ -98,7 +126,12 @@ class BatchedTowers(nn.Module):
     """
 
     def __init__(
-        self, num_towers: int, in_dim: int, dims: tuple[int, ...], dropout: tuple[float, ...]
+        self,
+        num_towers: int,
+        in_dim: int,
+        dims: tuple[int, ...],
+        dropout: tuple[float, ...],
+        masks: KeepMaskPool | None = None,
     ) -> None:
         super().__init__()
         if num_towers < 1 or in_dim < 1 or not dims or len(dropout) != len(dims):
@@ -107,6 +140,7 @@ class BatchedTowers(nn.Module):
                 f"{num_towers}, {in_dim}, {dims}, {dropout}"
             )
         self.num_towers, self.dims, self.dropout = num_towers, tuple(dims), tuple(dropout)
+        self.masks = masks or KeepMaskPool()
         sizes = (in_dim, *dims)
         self.weights = nn.ParameterList(
             nn.Parameter(torch.empty(num_towers, a, b)) for a, b in zip(sizes, sizes[1:])
@@ -122,20 +156,23 @@ class BatchedTowers(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.unsqueeze(0).expand(self.num_towers, *x.shape)
         for w, b, p in zip(self.weights, self.biases, self.dropout):
-            h = relu_dropout(torch.baddbmm(b, h, w), p, self.training)
+            h = relu_dropout(torch.baddbmm(b, h, w), p, self.training, self.masks)
         return h
 
 
 class InformationTransfer(nn.Module):
     """g_{t-1}: what task t-1 passes on. (B, d_in) -> (B, d)."""
 
-    def __init__(self, in_dim: int, dim: int, dropout: float) -> None:
+    def __init__(
+        self, in_dim: int, dim: int, dropout: float, masks: KeepMaskPool | None = None
+    ) -> None:
         super().__init__()
         self.linear = nn.Linear(in_dim, dim)
         self.dropout = dropout
+        self.masks = masks
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return relu_dropout(self.linear(z), self.dropout, self.training)
+        return relu_dropout(self.linear(z), self.dropout, self.training, self.masks)
 
 
 class AdaptiveInformationTransfer(nn.Module):
@@ -206,11 +243,12 @@ class AITM(nn.Module):
         self.towers = BatchedTowers(
             num_tasks, self.embedding.output_dim, config.tower_dims, config.dropout
         )
+        masks = self.towers.masks
         # transfer="none" builds no transfer modules: parameters without gradients break DDP.
         hops = 0 if config.transfer == "none" else num_tasks - 1
         transfer_in = 1 if config.transfer == "probability" else d
         self.transfer = nn.ModuleList(
-            InformationTransfer(transfer_in, d, config.dropout[-1]) for _ in range(hops)
+            InformationTransfer(transfer_in, d, config.dropout[-1], masks) for _ in range(hops)
         )
         self.ait = None if config.transfer == "none" else AdaptiveInformationTransfer(d)
         self.heads = TaskHeads(num_tasks, d)

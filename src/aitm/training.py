@@ -33,6 +33,7 @@ class EpochStats:
     epoch: int
     train_loss: float
     val_auc: dict[str, float]
+    val_violation_rate: float
     seconds: float
     samples_per_second: float
 
@@ -176,7 +177,7 @@ def train_encoded(
         start = time.perf_counter()
         for step in range(steps):
             idx = order[step * local_batch : (step + 1) * local_batch]
-            parts = aitm_loss(net(x[idx]), y[idx], config.loss.calibrator_weight)
+            parts = aitm_loss(net(x.index_select(0, idx)), y[idx], config.loss.calibrator_weight)
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             optimizer.step()
@@ -194,6 +195,7 @@ def train_encoded(
             epoch=epoch,
             train_loss=float(loss_sum) / max(steps, 1),
             val_auc=val_eval.auc,
+            val_violation_rate=val_eval.violation_rate,
             seconds=seconds,
             samples_per_second=len(order) * ctx.world_size / seconds,
         )
@@ -202,7 +204,7 @@ def train_encoded(
             aucs = " ".join(f"{t}={a:.4f}" for t, a in val_eval.auc.items())
             print(
                 f"epoch {epoch}: loss {stats.train_loss:.4f}, {stats.samples_per_second:,.0f} "
-                f"rows/s, val AUC {aucs}",
+                f"rows/s, val AUC {aucs}, violations {val_eval.violation_rate:.2%}",
                 file=sys.stderr,
             )
         score = np.nansum(list(val_eval.auc.values()))

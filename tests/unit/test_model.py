@@ -15,6 +15,7 @@ from aitm.model import (
     AdaptiveInformationTransfer,
     BatchedTowers,
     FieldEmbedding,
+    KeepMaskPool,
     relu_dropout,
 )
 
@@ -114,6 +115,39 @@ def test_relu_dropout_is_relu_in_eval_and_repeats_under_a_seed():
     torch.manual_seed(3)
     b = relu_dropout(x.clone(), 0.3, training=True)
     assert torch.equal(a, b)
+
+
+def test_keep_mask_pool_windows_have_the_dropout_rate_and_differ_per_call():
+    torch.manual_seed(0)
+    pool = KeepMaskPool(min_size=1 << 16, reuse=2)
+    scale = 128 / 90
+    windows = [pool.window(4_000, 38, scale) for _ in range(20)]
+    values = torch.cat(windows)
+    torch.testing.assert_close(values.unique(), torch.tensor([0.0, scale]))
+    assert (values == 0).float().mean().item() == pytest.approx(38 / 128, abs=0.01)
+    assert not torch.equal(windows[0], windows[1])
+
+
+def test_keep_mask_pool_is_redrawn_after_serving_reuse_times_its_size():
+    pool = KeepMaskPool(min_size=1_000, reuse=2)
+    first = pool.window(100, 13, 128 / 115)
+    drawn = pool._pools[13]
+    assert len(drawn) == 1_000 and first.data_ptr() >= drawn.data_ptr()
+    for _ in range(19):  # 2,000 elements served in all
+        pool.window(100, 13, 128 / 115)
+    assert pool._pools[13] is drawn
+    pool.window(100, 13, 128 / 115)
+    assert pool._pools[13] is not drawn
+
+
+def test_models_built_under_one_seed_draw_the_same_masks():
+    x = torch.randn(64, 32)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        towers = BatchedTowers(2, in_dim=32, dims=(16,), dropout=(0.3,)).train()
+        outs.append(towers(x))
+    torch.testing.assert_close(outs[0], outs[1])
 
 
 def test_relu_dropout_negative_inputs_get_no_gradient():
