@@ -23,7 +23,8 @@ class MonitoringConfig(BaseModel):
     prediction_drift_threshold: float = Field(default=0.1, gt=0)  # TEST per step
     # Conversion rates, on labelled rows only.
     max_rate_change: float = Field(default=0.25, gt=0)  # TEST: |observed / reference - 1|
-    max_calibration_gap: float = Field(default=0.3, gt=0)  # TEST: |observed / predicted - 1|
+    # TEST: |(observed / predicted) in the window / (observed / predicted) in the reference - 1|
+    max_calibration_change: float = Field(default=0.3, gt=0)
     min_label_coverage: float = Field(default=0.8, ge=0, le=1)  # TEST: labelled share of rows
     min_positives: int = Field(default=30, ge=1)  # fewer positives: rate and AUC tests skipped
     max_auc_drop: float = Field(default=0.1, ge=0)  # TEST: AUC >= reference AUC - this

@@ -84,9 +84,7 @@ def read_predictions(log_dir: str | Path, schema: FeatureSchema, window: Window)
     time order, so such a file holds nothing newer than its modification time).
     """
     start_s = window.start.timestamp()
-    paths = [
-        p for p in sorted(Path(log_dir).glob(LOG_GLOB)) if p.stat().st_mtime >= start_s - 1.0
-    ]
+    paths = [p for p in sorted(Path(log_dir).glob(LOG_GLOB)) if p.stat().st_mtime >= start_s - 1.0]
     table = _read_jsonl(paths, _log_schema(schema))
     ts = table.column("timestamp").to_numpy()
     lo = np.datetime64(window.start.tz_localize(None).to_datetime64(), "us")

@@ -7,8 +7,8 @@ the window (and the reference) as plain columns:
   step's, for one adjacent pair or for any pair ("all").
 - `ConversionRateChange`: observed end-to-end rate of a step in the window over the reference's,
   minus 1, on labelled rows only.
-- `CalibrationGap`: observed end-to-end rate over the mean predicted probability, minus 1, on
-  labelled rows only.
+- `CalibrationGap`: the calibration gap (observed end-to-end rate over the mean predicted
+  probability, on labelled rows) of the window against the reference's.
 - `StepAuc`: exact AUC of a step on labelled rows.
 - `LabelCoverage`: share of the window's rows whose labels arrived.
 
@@ -88,23 +88,31 @@ class ConversionRateChangeCalculation(SingleValueCalculation[ConversionRateChang
 
 
 class CalibrationGap(SingleValueMetric):
+    """Value: the calibration ratio (observed / mean predicted) of the window over the
+    reference's, minus 1. The model's own miscalibration on its evaluation window cancels, so
+    the value moves only when the world moves away from what the model predicts."""
+
     label: str
     prediction: str  # predicted end-to-end probability of the same step
 
 
-class CalibrationGapCalculation(SingleValueCalculation[CalibrationGap]):
-    def _gap(self, frame: pd.DataFrame) -> float:
-        rows = _labelled(frame, self.metric.label)
-        return float(rows[self.metric.label].mean() / rows[self.metric.prediction].mean() - 1.0)
+def calibration_gap(frame: pd.DataFrame, label: str, prediction: str) -> float:
+    """observed / mean predicted - 1, on labelled rows."""
+    rows = _labelled(frame, label)
+    return float(rows[label].mean() / rows[prediction].mean() - 1.0)
 
+
+class CalibrationGapCalculation(SingleValueCalculation[CalibrationGap]):
     def calculate(self, context, current_data, reference_data):
-        current = self.result(self._gap(_frame(current_data)))
         if reference_data is None:
-            return current
-        return current, self.result(self._gap(_frame(reference_data)))
+            raise ValueError("CalibrationGap needs the reference window")
+        m = self.metric
+        current = calibration_gap(_frame(current_data), m.label, m.prediction)
+        reference = calibration_gap(_frame(reference_data), m.label, m.prediction)
+        return self.result(float((1.0 + current) / (1.0 + reference) - 1.0))
 
     def display_name(self) -> str:
-        return f"Calibration gap, observed / predicted - 1 ({self.metric.label})"
+        return f"Calibration gap change vs reference ({self.metric.label})"
 
 
 class StepAuc(SingleValueMetric):
@@ -115,7 +123,8 @@ class StepAuc(SingleValueMetric):
 class StepAucCalculation(SingleValueCalculation[StepAuc]):
     def _auc(self, frame: pd.DataFrame) -> float:
         rows = _labelled(frame, self.metric.label)
-        return exact_auc(rows[self.metric.label].to_numpy(), rows[self.metric.prediction].to_numpy())
+        labels, scores = rows[self.metric.label], rows[self.metric.prediction]
+        return exact_auc(labels.to_numpy(), scores.to_numpy())
 
     def calculate(self, context, current_data, reference_data):
         current = self.result(self._auc(_frame(current_data)))

@@ -32,6 +32,7 @@ from monitoring.metrics import (
     LabelCoverage,
     MonotonicityViolations,
     StepAuc,
+    calibration_gap,
     pair_name,
 )
 from monitoring.reference import Reference, prob_column
@@ -74,6 +75,8 @@ class StepSummary:
     reference_rate: float
     rate_change: float | None  # observed / reference - 1
     calibration_gap: float | None  # observed / mean predicted on labelled rows - 1
+    reference_calibration_gap: float
+    calibration_change: float | None  # (1 + gap) / (1 + reference gap) - 1: the tested value
     auc: float | None
     reference_auc: float
 
@@ -227,7 +230,7 @@ def run_report(
         limit = config.max_rate_change
         observed[t] = MeanValue(column=t, tests=[])
         rate_change[t] = ConversionRateChange(label=t, tests=[gte(-limit), lte(limit)])
-        gap = config.max_calibration_gap
+        gap = config.max_calibration_change
         calibration[t] = CalibrationGap(label=t, prediction=prob_column(t),
                                         tests=[gte(-gap), lte(gap)])  # fmt: skip
         floor = reference_auc[t] - config.max_auc_drop
@@ -272,15 +275,34 @@ def run_report(
                                 ("auc", AUC)):  # fmt: skip
                 tests.append(TestOutcome(f"{name}[{t}]", group, SKIPPED, None, "", skipped[t]))
             continue
-        tests.append(TestOutcome(f"conversion_rate[{t}]", CONVERSION_RATE,
-                                 _status(get(rate_change[t])), value(rate_change[t]),
-                                 f"|observed / reference - 1| <= {config.max_rate_change}"))
-        tests.append(TestOutcome(f"calibration[{t}]", CALIBRATION, _status(get(calibration[t])),
-                                 value(calibration[t]),
-                                 f"|observed / predicted - 1| <= {config.max_calibration_gap}"))
-        tests.append(TestOutcome(f"auc[{t}]", AUC, _status(get(auc[t])), value(auc[t]),
-                                 f">= reference {reference_auc[t]:.4f} - {config.max_auc_drop}"))
-    # fmt: skip
+        tests.append(
+            TestOutcome(
+                f"conversion_rate[{t}]",
+                CONVERSION_RATE,
+                _status(get(rate_change[t])),
+                value(rate_change[t]),
+                f"|observed / reference - 1| <= {config.max_rate_change}",
+            )
+        )
+        tests.append(
+            TestOutcome(
+                f"calibration[{t}]",
+                CALIBRATION,
+                _status(get(calibration[t])),
+                value(calibration[t]),
+                "|window's (observed / predicted) / reference's - 1| <= "
+                f"{config.max_calibration_change}",
+            )
+        )
+        tests.append(
+            TestOutcome(
+                f"auc[{t}]",
+                AUC,
+                _status(get(auc[t])),
+                value(auc[t]),
+                f">= reference {reference_auc[t]:.4f} - {config.max_auc_drop}",
+            )
+        )
     overall = violations[ALL_PAIRS]
     tests.append(TestOutcome("monotonicity", MONOTONICITY, _status(get(overall)), value(overall),
                              f"share of rows with a later step above an earlier <= "
@@ -298,7 +320,9 @@ def run_report(
             observed_rate=value(observed[t]) if has else None,
             reference_rate=float(ref[t].mean()),
             rate_change=value(rate_change[t]) if has else None,
-            calibration_gap=value(calibration[t]) if has else None,
+            calibration_gap=calibration_gap(labelled, t, prob_column(t)) if has else None,
+            reference_calibration_gap=calibration_gap(ref, t, prob_column(t)),
+            calibration_change=value(calibration[t]) if has else None,
             auc=value(auc[t]) if has else None,
             reference_auc=reference_auc[t],
         )

@@ -42,7 +42,7 @@ def dashboard_panels(tasks: list[str], fields: list[str]) -> list:
         line_plot_panel("Conversion rate change vs reference",
                         [_metric("ConversionRateChange", t, label=t) for t in tasks],
                         size="half"),
-        line_plot_panel("Calibration gap (observed / predicted - 1)",
+        line_plot_panel("Calibration gap change vs reference",
                         [_metric("CalibrationGap", t, label=t) for t in tasks], size="half"),
         line_plot_panel("AUC per step", [_metric("StepAuc", t, label=t) for t in tasks],
                         size="half"),
