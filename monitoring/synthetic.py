@@ -85,6 +85,7 @@ def write_log_files(
     label_share: float = 1.0,
     seed: int = 0,
     rows_per_file: int = 250_000,
+    name: str = "synthetic",
 ) -> int:
     """Log files as the service writes them (one record per impression, timestamped at the
     impression's simulated time) and label files for a share of them. For benchmarks."""
@@ -92,10 +93,10 @@ def write_log_files(
     log_dir.mkdir(parents=True, exist_ok=True)
     rows = request_rows(frame)
     stamps = frame["event_timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00").tolist()
-    ids = [f"synthetic{i:09d}" for i in range(len(frame))]
+    ids = [f"{name}-{i:09d}" for i in range(len(frame))]
     for part, lo in enumerate(range(0, len(frame), rows_per_file)):
         hi = min(lo + rows_per_file, len(frame))
-        with (log_dir / f"predictions-synthetic-{part:05d}.jsonl").open("w") as out:
+        with (log_dir / f"predictions-{name}-{part:05d}.jsonl").open("w") as out:
             for i in range(lo, hi):
                 record = {
                     "request_id": ids[i], "row": 0, "timestamp": stamps[i],
@@ -108,7 +109,7 @@ def write_log_files(
         chosen = np.flatnonzero(keep)
         records = label_records(frame.iloc[chosen], [(ids[i], 0) for i in chosen], tasks, "")
         Path(labels_dir).mkdir(parents=True, exist_ok=True)
-        with (Path(labels_dir) / "labels-synthetic.jsonl").open("w") as out:
+        with (Path(labels_dir) / f"labels-{name}.jsonl").open("w") as out:
             out.writelines(json.dumps(r) + "\n" for r in records)
     return len(frame)
 
