@@ -84,8 +84,11 @@ def main() -> None:
     if done.returncode != 0:
         raise SystemExit(done.stderr[-4000:])
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    figures |= {"generate_s": round(generated, 1), "log_mb": round(size, 1),
-                "bench_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    figures |= {
+        "generate_s": round(generated, 1),
+        "log_mb": round(size, 1),
+        "bench_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     print(json.dumps(figures, indent=2))
 
 
