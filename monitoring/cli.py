@@ -141,7 +141,7 @@ def pipeline_command(
     ] = "",
 ) -> None:
     """Run the monitoring job as a kfp pipeline locally (SubprocessRunner)."""
-    from monitoring.pipeline import run_local
+    from pipelines.monitoring_pipeline import run_local
 
     summary = run_local(
         out,

@@ -57,3 +57,35 @@ def run_job(paths: JobPaths, window: Window, config: MonitoringConfig | None = N
 def retrain(command: str) -> int:
     """Launch the training pipeline command (waits for it); returns its exit code."""
     return subprocess.run(shlex.split(command), check=False).returncode
+
+
+def monitor(
+    log_dir: str,
+    labels_dir: str,
+    reference: str,
+    start: str,
+    end: str,
+    out_dir: str,
+    workspace: str = "",
+    config_yaml: str = "",
+):
+    """The job with string arguments, as the kfp component calls it (empty string: none)."""
+    import yaml
+
+    raw = yaml.safe_load(config_yaml) if config_yaml.strip() else {}
+    paths = JobPaths(Path(log_dir), Path(labels_dir) if labels_dir else None, Path(reference),
+                     Path(out_dir), Path(workspace) if workspace else None)  # fmt: skip
+    return run_job(paths, Window.parse(start, end), MonitoringConfig.model_validate(raw or {}))
+
+
+def flat_metrics(result) -> dict[str, float]:
+    """Finite numbers of a result, for a kfp Metrics artifact."""
+    import math
+
+    out = {"rows": result.rows, "label_coverage": result.label_coverage,
+           "drifted_share": result.drifted_share, "violations": result.violations["all"],
+           "failed_tests": len(result.failed)}  # fmt: skip
+    for task, step in result.steps.items():
+        for name in ("prediction_drift", "rate_change", "calibration_change", "auc"):
+            out[f"{name}_{task}"] = getattr(step, name)
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
