@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from aitm.schema import FeatureSchema
@@ -77,8 +78,9 @@ def _read_jsonl(paths: Iterable[Path], schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
-def read_predictions(log_dir: str | Path, schema: FeatureSchema, window: Window) -> pd.DataFrame:
-    """Logged rows with window.start <= timestamp < window.end, one column per field and p_<task>.
+def read_predictions(log_dir: str | Path, schema: FeatureSchema, window: Window) -> pa.Table:
+    """Logged rows with window.start <= timestamp < window.end: one column per field (string
+    fields dictionary-encoded) and p_<task> per task.
 
     Files last written before the window starts are skipped unread (records are appended in
     time order, so such a file holds nothing newer than its modification time).
@@ -86,39 +88,46 @@ def read_predictions(log_dir: str | Path, schema: FeatureSchema, window: Window)
     start_s = window.start.timestamp()
     paths = [p for p in sorted(Path(log_dir).glob(LOG_GLOB)) if p.stat().st_mtime >= start_s - 1.0]
     table = _read_jsonl(paths, _log_schema(schema))
-    ts = table.column("timestamp").to_numpy()
-    lo = np.datetime64(window.start.tz_localize(None).to_datetime64(), "us")
-    hi = np.datetime64(window.end.tz_localize(None).to_datetime64(), "us")
-    keep = (ts >= lo) & (ts < hi)
-    table = table.filter(pa.array(keep))
+    ts = table.column("timestamp")
+    keep = pc.and_(
+        pc.greater_equal(ts, pa.scalar(window.start.to_pydatetime(), ts.type)),
+        pc.less(ts, pa.scalar(window.end.to_pydatetime(), ts.type)),
+    )
+    table = table.filter(keep)
     features = table.column("features").combine_chunks()
     probs = table.column("probabilities").combine_chunks()
-    out = {c: table.column(c).to_numpy(zero_copy_only=False) for c in KEY}
-    out["timestamp"] = table.column("timestamp").to_pandas()
+    columns = {c: table.column(c) for c in (*KEY, "timestamp")}
     for c in ("model_version", "endpoint", "objective"):
-        out[c] = table.column(c).to_numpy(zero_copy_only=False)
+        columns[c] = pc.dictionary_encode(table.column(c))
     for f in schema.fields:
-        out[f.name] = features.field(f.name).to_numpy(zero_copy_only=False)
+        values = features.field(f.name)
+        columns[f.name] = (
+            pc.dictionary_encode(values) if pa.types.is_string(values.type) else values
+        )
     for task in schema.tasks:
-        out[prob_column(task)] = probs.field(task).to_numpy(zero_copy_only=False)
-    return pd.DataFrame(out)
+        columns[prob_column(task)] = probs.field(task)
+    return pa.table(columns)
 
 
-def read_labels(labels_dir: str | Path | None, tasks: list[str]) -> pd.DataFrame:
+def read_labels(labels_dir: str | Path | None, tasks: list[str]) -> pa.Table:
     """Every label that arrived: request_id, row, one 0/1 column per task (last write wins)."""
     schema = pa.schema(
         [("request_id", pa.string()), ("row", pa.int64()), *((t, pa.float64()) for t in tasks)]
     )
     paths = sorted(Path(labels_dir).glob(LABEL_GLOB)) if labels_dir else []
-    frame = _read_jsonl(paths, schema).to_pandas()
-    return frame.drop_duplicates(KEY, keep="last")
+    labels = _read_jsonl(paths, schema).select([*KEY, *tasks])
+    order = labels.append_column("_order", pa.array(np.arange(labels.num_rows)))
+    last = order.group_by(KEY).aggregate([("_order", "max")]).column("_order_max")
+    return labels.take(last)
 
 
-def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
-    """Predictions with their labels (NaN where none arrived) and a `labelled` flag."""
-    merged = predictions.merge(labels, on=KEY, how="left", validate="one_to_one")
-    merged[LABELLED] = merged[tasks].notna().all(axis=1).to_numpy()
-    return merged
+def join_labels(predictions: pa.Table, labels: pa.Table, tasks: list[str]) -> pd.DataFrame:
+    """Predictions with their labels (NaN where none arrived) and a `labelled` flag. Rows come
+    back in no particular order."""
+    joined = predictions.join(labels, keys=KEY, join_type="left outer", use_threads=True)
+    frame = joined.to_pandas()
+    frame[LABELLED] = frame[tasks].notna().all(axis=1).to_numpy()
+    return frame
 
 
 def load_window(
