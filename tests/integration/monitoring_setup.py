@@ -22,7 +22,7 @@ class MonitoredModel:
     sim: Path
     artifact: Path
     reference: Path
-    broken_home: Path  # the same model with the last step's bias raised, promoted alone
+    broken_tag: str  # the same model with the last step's bias raised: registered, not promoted
 
 
 TRAIN = """
@@ -65,30 +65,19 @@ torch.save(state, broken / WEIGHTS)
 digest = {{p.name: hashlib.sha256(p.read_bytes()).hexdigest()
           for p in sorted(broken.iterdir())}}
 (broken / MANIFEST).write_text(json.dumps(digest))
-print("done")
+broken_tag, _ = register(broken, home, labels={{}}, metadata={{}})
+print(json.dumps({{"broken_tag": broken_tag}}))
 """
-
-REGISTER_BROKEN = """
-from pathlib import Path
-from pipelines.registry import promote, register
-home = Path({home!r})
-tag, path = register(Path({artifact!r}), home, labels={{}}, metadata={{}})
-promote(home, tag, path, {{}})
-"""
-
-
-def _python(code: str) -> None:
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-4000:]
 
 
 def make_monitored_model(root: Path) -> MonitoredModel:
-    """Registration runs in subprocesses: bentoml fixes its store location at import."""
-    _python(TRAIN.format(root=str(root), world=WORLD))
-    broken_home = root / "bentoml-broken"
-    _python(REGISTER_BROKEN.format(home=str(broken_home), artifact=str(root / "broken")))
+    """Registration runs in a subprocess: bentoml fixes its store location at import."""
+    code = TRAIN.format(root=str(root), world=WORLD)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    broken_tag = json.loads(done.stdout.strip().splitlines()[-1])["broken_tag"]
     return MonitoredModel(home=root / "bentoml", sim=root / "sim", artifact=root / "artifact",
-                          reference=root / "reference", broken_home=broken_home)  # fmt: skip
+                          reference=root / "reference", broken_tag=broken_tag)  # fmt: skip
 
 
 def make_feast_repo(sim: Path, destination: Path) -> Path:

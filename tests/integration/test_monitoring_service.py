@@ -38,8 +38,9 @@ def feast_repo(model, tmp_path_factory):
     return make_feast_repo(model.sim, tmp_path_factory.mktemp("monitoring-feast") / "repo")
 
 
-def _serve_and_replay(home, feast_repo, tmp: Path, world: Path, clean: int, drifted: int):
-    env = serving_env(home, feast_repo, tmp / "logs")
+def _serve_and_replay(home, feast_repo, tmp: Path, world: Path, clean: int, drifted: int,
+                      **settings: str):  # fmt: skip
+    env = serving_env(home, feast_repo, tmp / "logs", **settings)
     with running_server(env, tmp / "server.log") as client:
         summary = replay(str(client.base_url), world, clean_rows=clean, drift_rows=drifted,
                          day=CLEAN_DAY, labels_dir=tmp / "labels", batch=500)  # fmt: skip
@@ -53,8 +54,8 @@ def replayed(model, feast_repo, tmp_path_factory):
     return tmp, windows
 
 
-def _job(model, tmp: Path, window: Window, out: Path, home=None):
-    paths = JobPaths(tmp / "logs", tmp / "labels", promoted_reference(home or model.home), out)
+def _job(model, tmp: Path, window: Window, out: Path):
+    paths = JobPaths(tmp / "logs", tmp / "labels", promoted_reference(model.home), out)
     return run_job(paths, window, MonitoringConfig())
 
 
@@ -64,16 +65,21 @@ def test_the_pipeline_pointer_leads_to_the_reference_window(model):
     assert read_json(reference / "reference.json")["rows"] > 5_000
 
 
-def test_clean_window_passes_every_test(model, replayed, tmp_path):
+@pytest.fixture(scope="module")
+def clean_result(model, replayed, tmp_path_factory):
     tmp, windows = replayed
-    result = _job(model, tmp, windows["clean"], tmp_path)
-    print(result.describe())
+    out = tmp_path_factory.mktemp("monitoring-clean")
+    return _job(model, tmp, windows["clean"], out), out
+
+
+def test_clean_window_passes_every_test(clean_result):
+    result, out = clean_result
     assert result.rows == ROWS and result.label_coverage == 1.0
     assert result.failed == [], result.describe()
     skipped = [t.name for t in result.tests if t.status == "skipped"]
     assert skipped == [], skipped
-    assert (tmp_path / "report.html").stat().st_size > 10_000
-    assert read_json(tmp_path / SUMMARY)["passed"] is True
+    assert (out / "report.html").stat().st_size > 10_000
+    assert read_json(out / SUMMARY)["passed"] is True
 
 
 def test_drifted_window_fails_approval_rate_and_feature_drift_only_where_it_changed(
@@ -81,7 +87,6 @@ def test_drifted_window_fails_approval_rate_and_feature_drift_only_where_it_chan
 ):
     tmp, windows = replayed
     result = _job(model, tmp, windows["drifted"], tmp_path)
-    print(result.describe())
     failed = {t.name for t in result.failed}
     assert {"conversion_rate[approval]", "feature_drift"} <= failed, result.describe()
     unchanged = {"conversion_rate[click]", "conversion_rate[application]", "monotonicity",
@@ -116,12 +121,12 @@ def test_cli_exits_non_zero_names_the_failed_tests_and_launches_retraining(
 
 
 def test_a_model_breaking_the_funnel_order_is_caught_and_the_clean_one_is_not(
-    model, replayed, feast_repo, tmp_path
+    model, clean_result, feast_repo, tmp_path
 ):
-    windows = _serve_and_replay(model.broken_home, feast_repo, tmp_path, model.sim, 2_000, 0)
-    broken = _job(model, tmp_path, windows["clean"], tmp_path / "out", home=model.home)
-    tmp, clean_windows = replayed
-    clean = _job(model, tmp, clean_windows["clean"], tmp_path / "clean")
+    windows = _serve_and_replay(model.home, feast_repo, tmp_path, model.sim, 1_000, 0,
+                                AITM_MODEL_TAG=model.broken_tag)  # fmt: skip
+    broken = _job(model, tmp_path, windows["clean"], tmp_path / "out")
+    clean, _ = clean_result
     assert broken.test("monotonicity").failed
     assert broken.violations["activation>approval"] > 0.1
     assert not clean.test("monotonicity").failed
