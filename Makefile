@@ -7,7 +7,8 @@ DATA   ?= data/sim
 ROWS   ?= 1000000
 MODEL  ?= artifacts/model
 
-.PHONY: install system-deps run train serve test lint bench clean k8s-render pipeline-compile pipeline-submit
+.PHONY: install system-deps run train serve test lint bench clean k8s-render pipeline-compile pipeline-submit \
+	replay monitor dashboard
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +19,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-# Debian packages the integration tests start themselves (real Redis for the online store).
+# Debian packages the integration tests start themselves (real Redis for the online store,
+# headless Chromium for the Evidently dashboard test).
 system-deps:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 $(DATA)/oracle.json: | $(STAMP)
 	$(BIN)/aitm simulate --rows $(ROWS) --out $(DATA)
@@ -41,6 +44,21 @@ serve: install
 	AITM_PREDICTION_LOG_DIR=artifacts/predictions \
 	$(BIN)/bentoml serve serving.service:AITMService --host 127.0.0.1 --port $(or $(PORT),3000)
 
+# Monitoring (after `make serve` in another shell): replay a clean then a drifted period of
+# simulated traffic, monitor both windows into the Evidently workspace, serve the dashboard.
+WORKSPACE ?= artifacts/evidently
+replay: install
+	$(BIN)/python -m monitoring replay --url http://127.0.0.1:$(or $(PORT),3000) --world $(DATA) \
+		--clean-rows 20000 --drift-rows 20000 --labels-dir artifacts/labels --out artifacts/replay.json
+
+monitor: install
+	$(BIN)/python -m monitoring run --log-dir artifacts/predictions --labels-dir artifacts/labels \
+		--bentoml-home artifacts/bentoml --workspace $(WORKSPACE) --out artifacts/monitoring \
+		$(or $(WINDOW),--window-hours 24)
+
+dashboard: install
+	$(BIN)/evidently ui --workspace $(WORKSPACE) --host 127.0.0.1 --port $(or $(UI_PORT),8000)
+
 pipeline-compile: install
 	AITM_IMAGE=$(or $(IMAGE),ghcr.io/example/aitm:0.1.0) $(BIN)/python -m pipelines compile \
 		--out artifacts/aitm_training_pipeline.yaml
@@ -60,6 +78,7 @@ bench: install system-deps
 	$(BIN)/python benchmarks/train_throughput.py --processes 2 --threads 1
 	$(BIN)/python benchmarks/simulate_memory.py
 	$(BIN)/python benchmarks/features_bench.py
+	$(BIN)/python benchmarks/monitoring_bench.py
 
 k8s-render:
 	kubectl kustomize k8s/overlays/$(or $(ENV),local)

@@ -77,8 +77,10 @@ def evaluate_model(
     metrics: Output[Metrics],
     report: Output[Markdown],
     decision: Output[Artifact],
+    reference: Output[Dataset],
 ) -> bool:
-    """Candidate vs the promoted incumbent on the same window; returns the gate's verdict."""
+    """Candidate vs the promoted incumbent on the same window; returns the gate's verdict.
+    Also writes the monitoring reference (the window, the candidate's predictions, labels)."""
     from pipelines import steps
 
     outcome = steps.evaluate_and_gate(model.path, eval_data.path, config_yaml, bentoml_home,
@@ -89,6 +91,8 @@ def evaluate_model(
         handle.write(steps.evaluation_markdown(outcome, (eval_start, eval_end)))
     steps.write_outcome(outcome, decision.path)
     decision.metadata.update(promote=outcome.decision.promote)
+    rows = steps.save_reference(model.path, eval_data.path, reference.path, (eval_start, eval_end))
+    reference.metadata.update(**rows)
     return outcome.decision.promote
 
 
@@ -96,6 +100,7 @@ def evaluate_model(
 def package_model(
     model: Input[Model],
     decision: Input[Artifact],
+    reference: Input[Dataset],
     config_yaml: str,
     bentoml_home: str,
     bentofile: str,
@@ -116,7 +121,7 @@ def package_model(
                               train_window=(train_start, train_end),
                               eval_window=(eval_start, eval_end),
                               feature_service=feature_service, git_revision=git_revision,
-                              bentofile=bentofile)  # fmt: skip
+                              bentofile=bentofile, reference_dir=reference.path)  # fmt: skip
     with open(registered.path, "w") as handle:
         json.dump(out, handle, indent=2)
     registered.metadata.update(model_tag=out["model_tag"], bento=out["bento"] or "")

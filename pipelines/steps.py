@@ -345,6 +345,19 @@ def write_outcome(outcome: EvaluationOutcome, decision_dir: str) -> None:
     (out / EVALUATION_FILE).write_text(json.dumps(full, indent=2, default=str))
 
 
+def save_reference(
+    model_dir: str, eval_path: str, out_dir: str, eval_window: tuple[str, str]
+) -> dict[str, Any]:
+    """The monitoring reference: the evaluation window with the candidate's predictions and
+    the labels (monitoring/reference.py). Package copies it beside the promoted model."""
+    from monitoring.reference import build_reference
+
+    frame = pd.read_parquet(eval_path)
+    info = {"eval_window": list(eval_window), "model_dir": str(model_dir)}
+    build_reference(model_dir, frame, out_dir, info)
+    return {"rows": len(frame)}
+
+
 # -- (e) package ----------------------------------------------------------------------------
 
 
@@ -364,9 +377,13 @@ def package_model(
     feature_service: str,
     git_revision: str,
     bentofile: str = "",
+    reference_dir: str = "",
 ) -> dict[str, Any]:
     """Register the model in the BentoML store, promote it, and build a bento if a bentofile
-    is given (or serving/bentofile.yaml exists). Refuses unless the gate said promote."""
+    is given (or serving/bentofile.yaml exists). Refuses unless the gate said promote.
+
+    `reference_dir` (from save_reference) is copied to promoted/references/<version>/ and named
+    in the pointer, so the monitoring job finds the promoted model's reference window."""
     from pipelines.registry import build_bento, promote, register
 
     decision = GateDecision.from_dict(json.loads((Path(decision_dir) / DECISION_FILE).read_text()))
@@ -395,6 +412,16 @@ def package_model(
         "feature_service": feature_service,
         "git_revision": git_revision,
     }
+    if reference_dir:
+        import json as _json
+
+        from monitoring.reference import INFO, POINTER_KEY, store_reference
+
+        stored = store_reference(reference_dir, bentoml_home, tag.split(":")[-1])
+        ref_info = Path(bentoml_home) / stored / INFO
+        ref_info.write_text(_json.dumps({**_json.loads(ref_info.read_text()), "model_tag": tag},
+                                        indent=2))  # fmt: skip
+        info[POINTER_KEY] = stored
     pointer = promote(bentoml_home, tag, path, info)
     bentofile = bentofile or default_bentofile()
     bento = build_bento(bentofile, bentoml_home, tag) if bentofile else None

@@ -61,6 +61,7 @@ def training_pipeline(
         package = package_model(
             model=train.outputs["model"],
             decision=evaluation.outputs["decision"],
+            reference=evaluation.outputs["reference"],
             config_yaml=config_yaml,
             bentoml_home=bentoml_home,
             bentofile=bentofile,

@@ -481,22 +481,23 @@ def test_workloads_run_the_application_contract(name: str) -> None:
 
     monitoring = only_container("CronJob", "aitm-monitoring", "monitoring")
     assert monitoring["command"] == [
-        "python",
-        "-m",
-        "monitoring.job",
-        "--window-hours",
-        "24",
-        "--log-dir",
-        "/logs/predictions",
-        "--out",
-        "/reports",
-    ]
+        "python", "-m", "monitoring", "run",
+        "--window-hours", "24",
+        "--log-dir", "/logs/predictions",
+        "--labels-dir", "/logs/labels",
+        "--bentoml-home", "/models",
+        "--workspace", "/reports/workspace",
+        "--out", "/reports/latest",
+    ]  # fmt: skip
+    mounts = {m["mountPath"]: m for m in monitoring["volumeMounts"]}
+    assert {"/logs/predictions", "/logs/labels", "/models", "/reports"} <= set(mounts)
+    assert all(mounts[p].get("readOnly") for p in ("/logs/predictions", "/logs/labels", "/models"))
     ui = only_container("Deployment", "evidently-ui", "evidently-ui")
     assert ui["command"] == [
         "evidently",
         "ui",
         "--workspace",
-        "/workspace",
+        "/workspace/workspace",
         "--host",
         "0.0.0.0",
         "--port",

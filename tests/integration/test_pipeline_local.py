@@ -134,6 +134,13 @@ def test_a_run_passing_the_gate_promotes_a_verified_model_and_builds_a_bento(fir
     assert set(summary.evaluation["candidate"]["oracle_auc"]) == set(current.info["auc"])
     assert summary.registered["bento"].startswith("placeholder:")
     assert list((store["home"] / "bentos" / "placeholder").glob("*/bento.yaml"))
+    # The monitoring reference: the evaluation window, the model's predictions, the labels.
+    from monitoring.reference import load_reference, prob_column, promoted_reference
+
+    reference = load_reference(promoted_reference(store["home"]))
+    assert len(reference.frame) == summary.rows["eval"]
+    assert reference.info["model_tag"] == current.tag
+    assert {prob_column("approval"), "approval"} <= set(reference.frame.columns)
 
 
 def test_impossible_floors_promote_nothing_and_keep_the_incumbent(

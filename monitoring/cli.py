@@ -1,0 +1,160 @@
+"""`python -m monitoring`: run (the job), replay (traffic), pipeline (the job in kfp).
+
+Exit codes of `run`: 0 every test passed, 1 a test failed (alert; with --on-fail-retrain and a
+failed drift test, the training pipeline command was launched), 2 bad input.
+Evidently, kfp and httpx are imported inside the commands that use them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="AITM monitoring: Evidently reports over logged predictions, traffic replay.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+RETRAIN_ENV = "AITM_RETRAIN_COMMAND"
+DEFAULT_RETRAIN = "python -m pipelines main --data data/sim --config pipelines/run.yaml"
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def resolve_reference(reference: Path | None, bentoml_home: Path | None) -> Path:
+    from monitoring.reference import promoted_reference
+
+    if reference is not None:
+        return reference
+    home = bentoml_home or (Path(os.environ["BENTOML_HOME"]) if "BENTOML_HOME" in os.environ
+                            else None)  # fmt: skip
+    if home is None:
+        raise FileNotFoundError("pass --reference, or --bentoml-home (or set BENTOML_HOME)")
+    return promoted_reference(home)
+
+
+def resolve_window(start: str | None, end: str | None, window_hours: float | None):
+    from monitoring.logs import Window
+
+    if start and end:
+        return Window.parse(start, end)
+    if window_hours:
+        return Window.last_hours(window_hours)
+    raise ValueError("give --start and --end, or --window-hours")
+
+
+@app.command("run")
+def run_command(
+    log_dir: Annotated[Path, typer.Option(help="Prediction log folder of the service.")],
+    out: Annotated[Path, typer.Option(help="Folder for report.html and summary.json.")],
+    labels_dir: Annotated[Path | None, typer.Option(help="Label files (JSON lines).")] = None,
+    reference: Annotated[Path | None, typer.Option(help="Reference folder.")] = None,
+    bentoml_home: Annotated[
+        Path | None, typer.Option(help="The promoted model's reference (default $BENTOML_HOME).")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="Window start (ISO time, UTC).")] = None,
+    end: Annotated[str | None, typer.Option(help="Window end, exclusive.")] = None,
+    window_hours: Annotated[float | None, typer.Option(help="Or: the last N hours.")] = None,
+    workspace: Annotated[Path | None, typer.Option(help="Evidently workspace (snapshot).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML of MonitoringConfig.")] = None,
+    on_fail_retrain: Annotated[
+        bool, typer.Option(help="Launch the training pipeline when a drift test fails.")
+    ] = False,
+    retrain_command: Annotated[
+        str | None, typer.Option(help=f"Default ${RETRAIN_ENV} or '{DEFAULT_RETRAIN}'.")
+    ] = None,
+) -> None:
+    """Monitor one window of logged predictions against the reference; exit 1 on a failed test."""
+    from monitoring.config import MonitoringConfig
+    from monitoring.job import JobPaths, retrain, run_job
+
+    try:
+        window = resolve_window(start, end, window_hours)
+        settings = MonitoringConfig.from_yaml(config)
+        paths = JobPaths(log_dir, labels_dir, resolve_reference(reference, bentoml_home), out,
+                         workspace)  # fmt: skip
+        result = run_job(paths, window, settings)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(result.describe())
+    typer.echo(f"report: {out / 'report.html'}\nsummary: {out / 'summary.json'}")
+    if result.passed:
+        return
+    if on_fail_retrain and result.drift_failed:
+        command = retrain_command or os.environ.get(RETRAIN_ENV, DEFAULT_RETRAIN)
+        typer.echo(f"a drift test failed: launching the training pipeline: {command}", err=True)
+        code = retrain(command)
+        typer.echo(f"training pipeline exited with {code}", err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command("replay")
+def replay_command(
+    url: Annotated[str, typer.Option(help="The running service, e.g. http://127.0.0.1:3000.")],
+    world: Annotated[Path, typer.Option(help="Simulated folder the model was trained on.")],
+    out: Annotated[Path, typer.Option(help="replay.json: the periods' wall-clock windows.")],
+    clean_rows: Annotated[int, typer.Option()] = 20_000,
+    drift_rows: Annotated[int, typer.Option()] = 20_000,
+    day: Annotated[float, typer.Option(help="Simulated day of the clean period.")] = 29,
+    user_shift: Annotated[float, typer.Option(help="Share of traffic from a new cohort.")] = 0.5,
+    step: Annotated[str, typer.Option(help="Step whose conversion rate changes.")] = "approval",
+    rate_factor: Annotated[float, typer.Option(help="Multiplies that step's rate.")] = 0.4,
+    labels_dir: Annotated[Path | None, typer.Option(help="Where labels are written.")] = None,
+    label_share: Annotated[float, typer.Option(help="Share of rows whose labels arrive.")] = 1.0,
+    label_delay: Annotated[float, typer.Option(help="Seconds before labels arrive.")] = 0.0,
+    batch: Annotated[int, typer.Option(help="Rows per /predict request.")] = 500,
+    seed: Annotated[int, typer.Option()] = 1_000,
+) -> None:
+    """Send a clean then a drifted period of simulated impressions; write their labels later."""
+    from monitoring.replay import replay, save
+
+    summary = replay(url, world, clean_rows=clean_rows, drift_rows=drift_rows, day=day,
+                     user_shift=user_shift, step=step, rate_factor=rate_factor,
+                     labels_dir=labels_dir, label_share=label_share, label_delay=label_delay,
+                     batch=batch, seed=seed)  # fmt: skip
+    save(summary, out)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("pipeline")
+def pipeline_command(
+    log_dir: Annotated[Path, typer.Option()],
+    out: Annotated[Path, typer.Option(help="pipeline root of the local run")],
+    start: Annotated[str, typer.Option()],
+    end: Annotated[str, typer.Option()],
+    labels_dir: Annotated[Path | None, typer.Option()] = None,
+    reference: Annotated[Path | None, typer.Option()] = None,
+    bentoml_home: Annotated[Path | None, typer.Option()] = None,
+    workspace: Annotated[Path | None, typer.Option()] = None,
+    config: Annotated[Path | None, typer.Option()] = None,
+    retrain_command: Annotated[
+        str, typer.Option(help="Launched by the pipeline's retrain step when drift failed.")
+    ] = "",
+) -> None:
+    """Run the monitoring job as a kfp pipeline locally (SubprocessRunner)."""
+    from pipelines.monitoring_pipeline import run_local
+
+    summary = run_local(
+        out,
+        dict(log_dir=str(log_dir.resolve()), labels_dir=str(labels_dir.resolve()) if labels_dir
+             else "", reference=str(resolve_reference(reference, bentoml_home).resolve()),
+             start=start, end=end, workspace=str(workspace.resolve()) if workspace else "",
+             config_yaml=config.read_text() if config else "",
+             retrain_command=retrain_command),
+    )  # fmt: skip
+    typer.echo(json.dumps(summary, indent=2, default=str))
+    if not summary["passed"]:
+        raise typer.Exit(code=1)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="python -m monitoring")

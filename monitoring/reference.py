@@ -1,0 +1,127 @@
+"""The reference window: the promoted model's evaluation window, its predictions and labels.
+
+The training pipeline writes it beside the model it promotes; the monitoring job compares every
+window of logged predictions with it. A reference folder is self-describing:
+
+    reference.parquet  model input fields (raw values), p_<task> per task, <task> labels
+    schema.json        the model's feature schema (fields, vocabularies, tasks in funnel order)
+    reference.json     model tag, evaluation window, rows
+
+No Evidently here: the pipeline imports this module to write the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aitm.schema import FeatureSchema
+
+FRAME = "reference.parquet"
+SCHEMA = "schema.json"
+INFO = "reference.json"
+PROB_PREFIX = "p_"  # column of a task's predicted end-to-end probability
+POINTER_KEY = "reference"  # key in the promoted pointer: reference folder, relative to the home
+
+
+def prob_column(task: str) -> str:
+    return PROB_PREFIX + task
+
+
+@dataclass(frozen=True)
+class Reference:
+    frame: pd.DataFrame
+    schema: FeatureSchema
+    info: dict[str, Any]
+    path: Path
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.schema.tasks)
+
+
+def write_reference(
+    out_dir: str | Path,
+    frame: pd.DataFrame,
+    probs: np.ndarray,
+    schema: FeatureSchema,
+    info: dict[str, Any],
+) -> Path:
+    """Write a reference folder from model inputs + labels (`frame`) and (N, T) `probs`."""
+    tasks = list(schema.tasks)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape != (len(frame), len(tasks)):
+        raise ValueError(f"probs must be ({len(frame)}, {len(tasks)}), got {probs.shape}")
+    missing = [c for c in [*schema.field_names, *tasks] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the reference frame lacks columns {missing}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame({name: _plain(frame[name]) for name in schema.field_names})
+    for t, task in enumerate(tasks):
+        table[prob_column(task)] = probs[:, t]
+    for task in tasks:
+        table[task] = frame[task].to_numpy(dtype=np.float64)
+    table.to_parquet(out / FRAME, index=False)
+    (out / SCHEMA).write_text(schema.to_json())
+    (out / INFO).write_text(json.dumps({"rows": len(table), **info}, indent=2, default=str))
+    return out
+
+
+def _plain(column: pd.Series) -> pd.Series:
+    """Categoricals as their raw values (what the service logs)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.astype(column.cat.categories.dtype).reset_index(drop=True)
+    return column.reset_index(drop=True)
+
+
+def build_reference(
+    model_dir: str | Path, frame: pd.DataFrame, out_dir: str | Path, info: dict[str, Any]
+) -> Path:
+    """Predict the evaluation window with the model and write the reference folder."""
+    from aitm.checkpoint import Predictor
+
+    predictor = Predictor.load(model_dir)
+    probs = predictor.predict(frame).to_numpy()
+    return write_reference(out_dir, frame, probs, predictor.schema, info)
+
+
+def load_reference(path: str | Path) -> Reference:
+    path = Path(path)
+    for name in (FRAME, SCHEMA, INFO):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path}: not a reference folder, {name} is missing")
+    schema = FeatureSchema.from_json((path / SCHEMA).read_text())
+    frame = pd.read_parquet(path / FRAME)
+    info = json.loads((path / INFO).read_text())
+    return Reference(frame=frame, schema=schema, info=info, path=path)
+
+
+def store_reference(source: str | Path, home: str | Path, version: str) -> str:
+    """Copy a reference folder into the BentoML home; return its path relative to the home."""
+    relative = Path("promoted") / "references" / version
+    target = Path(home) / relative
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    return relative.as_posix()
+
+
+def promoted_reference(home: str | Path, pointer: str = "promoted/aitm.json") -> Path:
+    """The reference folder of the promoted model, from the pointer the pipeline moves."""
+    file = Path(home) / pointer
+    if not file.is_file():
+        raise FileNotFoundError(f"no promoted model under {home} ({pointer} is missing)")
+    info = json.loads(file.read_text())
+    if POINTER_KEY not in info:
+        raise FileNotFoundError(
+            f"the promoted model {info.get('tag')} has no reference window: promote a model "
+            "with the training pipeline, or pass --reference"
+        )
+    return Path(home) / info[POINTER_KEY]
