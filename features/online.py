@@ -39,6 +39,10 @@ class MissingEntityError(LookupError):
         super().__init__("no online features for " + "; ".join(parts))
 
 
+class FeatureServiceError(RuntimeError):
+    """The feature service (as the registry holds it now) cannot give the model's fields."""
+
+
 def _python(value: Any) -> Any:
     """A Feast ValueProto as a Python scalar; None when unset (or an explicit null)."""
     if value is None:
@@ -122,24 +126,28 @@ def _resolve(store: FeatureStore, service_name: str) -> _Plan:
         view = view.with_projection(projection)
         keys = view.entity_columns
         if len(keys) != 1 or projection.join_key_map:
-            raise ValueError(
+            raise FeatureServiceError(
                 f"feature service {service_name!r}: view {view.name!r} must have one entity key "
                 f"and no join-key mapping for the online reader"
             )
         value_type = keys[0].dtype.to_value_type()
         if value_type not in value_fields:
-            raise ValueError(f"view {view.name!r}: entity key type {value_type} not supported")
+            raise FeatureServiceError(
+                f"view {view.name!r}: entity key type {value_type} is not supported"
+            )
         spec = next((s for s in ENTITIES if s.key == keys[0].name), None)
         if spec is None:
             continue  # a view the model does not read from: not looked up
         served = {f.name for f in projection.features}
         lacking = [f for f in spec.features if f not in served]
         if lacking:
-            raise ValueError(f"feature service {service_name!r} lacks {lacking} of {view.name}")
+            raise FeatureServiceError(
+                f"feature service {service_name!r} lacks {lacking} of {view.name}"
+            )
         reads[spec.key] = _ViewRead(view, spec.key, value_fields[value_type], spec.features)
     absent = [s.key for s in ENTITIES if s.key not in reads]
     if absent:
-        raise ValueError(f"feature service {service_name!r} has no view keyed by {absent}")
+        raise FeatureServiceError(f"feature service {service_name!r} has no view keyed by {absent}")
     return _Plan(registry_version=version, reads=reads)
 
 

@@ -7,7 +7,12 @@ import pytest
 
 from aitm.data import read_table, split_paths
 from features.fields import AD, ENTITIES, ROW_ID, TASKS, TIMESTAMP, USER, model_fields
-from features.online import MissingEntityError, OnlineFeatureReader, online_features
+from features.online import (
+    FeatureServiceError,
+    MissingEntityError,
+    OnlineFeatureReader,
+    online_features,
+)
 from features.retrieval import (
     MissingFeaturesError,
     historical_features,
@@ -181,7 +186,7 @@ def test_reader_follows_a_changed_feature_service(built_repo, sqlite_store, tmp_
         name=original.name, features=[user_view[list(USER.features[1:])], ad_view]
     )
     other.apply([narrowed])
-    with pytest.raises(ValueError, match=rf"lacks \['{USER.features[0]}'\]"):
+    with pytest.raises(FeatureServiceError, match=rf"lacks \['{USER.features[0]}'\]"):
         reader.columns(user_id, ad_ids, context)
     other.apply([original])
     assert reader.columns(user_id, ad_ids, context) == before
