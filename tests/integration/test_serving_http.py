@@ -119,9 +119,7 @@ def test_only_predict_and_rank_are_public_apis(server):
     assert server.post("/forward", json={"x": [[0] * len(model_fields())]}).status_code == 404
 
 
-def test_concurrent_requests_each_get_their_own_answers(
-    server, serving_model, predictor, ids
-):
+def test_concurrent_requests_each_get_their_own_answers(server, serving_model, predictor, ids):
     """Many /predict and /rank calls at once (batched together in the server): each answer
     is the Predictor's for its own rows."""
     from concurrent.futures import ThreadPoolExecutor
