@@ -205,8 +205,8 @@ class OnlineFeatureReader:
         for _, values in rows:
             row = None
             if values is not None:
-                row = tuple(_python(values.get(name)) for name in read.features)
-                if all(v is None for v in row):
+                row = tuple(map(_python, map(values.get, read.features)))
+                if row.count(None) == len(row):
                     row = None
             out.append(row)
         return out
