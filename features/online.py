@@ -254,7 +254,8 @@ def online_features(
     """Model input rows (one per ad, in `ad_ids` order), columns in the model's field order.
 
     A one-off lookup: it resolves the feature service each call (~10 ms). A server opens an
-    `OnlineFeatureReader` once instead.
+    `OnlineFeatureReader` once instead. A `FeatureService` given is looked up by its name in
+    the registry, which is what the lookup reads.
     """
     name = service if isinstance(service, str) else service.name
     return OnlineFeatureReader(store, name).frame(user_id, ad_ids, context)
