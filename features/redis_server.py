@@ -1,4 +1,8 @@
-"""A throwaway local redis-server for tests and benchmarks: free port, no persistence."""
+"""A throwaway local redis-server for tests and benchmarks: free port, no persistence.
+
+`free_port` and `wait_until` (poll a started process until it answers) are shared with the
+serving tests, which start `bentoml serve` the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -16,36 +20,68 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextmanager
-def local_redis(timeout_s: float = 10.0) -> Iterator[str]:
-    """Start `redis-server` on 127.0.0.1; yield its Feast connection string host:port."""
+def wait_until(
+    ready: Callable[[], bool],
+    process: subprocess.Popen,
+    timeout_s: float,
+    what: str,
+    every_s: float = 0.05,
+) -> None:
+    """Poll `ready()` until it is true. RuntimeError if `process` exits first or `timeout_s`
+    passes; `ready` may raise OSError (nothing listening yet), which counts as not ready."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} was not ready within {timeout_s:g} s")
+        time.sleep(every_s)
+
+
+def _answers_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+        conn.sendall(b"PING\r\n")
+        return conn.recv(16).startswith(b"+PONG")
+
+
+def start_redis(port: int, timeout_s: float = 10.0) -> subprocess.Popen:
+    """`redis-server` on 127.0.0.1:port, answering PING; stop it with `stop_redis`."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not on PATH (apt-get install -y redis-server)")
-    port = free_port()
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not answer on port {port}")
-            time.sleep(0.05)
+        wait_until(lambda: _answers_ping(port), process, timeout_s, f"redis-server on {port}")
+    except RuntimeError:
+        stop_redis(process)
+        raise
+    return process
+
+
+def stop_redis(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def local_redis(timeout_s: float = 10.0) -> Iterator[str]:
+    """Start `redis-server` on 127.0.0.1; yield its Feast connection string host:port."""
+    port = free_port()
+    process = start_redis(port, timeout_s)
+    try:
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_redis(process)

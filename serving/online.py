@@ -6,34 +6,33 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pandas as pd
-
 from serving.errors import NotFoundError, RequestError, StoreUnavailableError
 
 REDIS_FALLBACK_ENV = "REDIS_CONNECTION_STRING"  # the name the k8s manifests use
 
 
 class OnlineStore:
-    """Opened once at start-up; the feature service is resolved once."""
+    """Opened once at start-up. The feature service is resolved once, and again whenever the
+    registry changes (`features.online.OnlineFeatureReader`)."""
 
     def __init__(self, repo: str, variant: str, feature_service: str) -> None:
+        from features.online import OnlineFeatureReader
         from features.store import REDIS_ENV, open_store
 
         fallback = os.environ.get(REDIS_FALLBACK_ENV)
         if variant == "redis" and not os.environ.get(REDIS_ENV) and fallback:
             os.environ[REDIS_ENV] = fallback
-        self.store = open_store(repo, variant)  # type: ignore[arg-type]
-        self.service = self.store.get_feature_service(feature_service)
+        self.reader = OnlineFeatureReader(open_store(repo, variant), feature_service)  # type: ignore[arg-type]
 
     def lookup(
         self, user_id: int, ad_ids: Sequence[int], context: Mapping[str, Any]
-    ) -> pd.DataFrame:
-        """Model input rows, one per ad. Missing ids -> NotFoundError naming them (policy:
-        never zero-fill); an unreachable store -> StoreUnavailableError."""
-        from features.online import MissingEntityError, online_features
+    ) -> dict[str, list[Any]]:
+        """Model input columns, one value per ad. Missing ids -> NotFoundError naming them
+        (policy: never zero-fill); an unreachable store -> StoreUnavailableError."""
+        from features.online import MissingEntityError
 
         try:
-            return online_features(self.store, user_id, ad_ids, context, service=self.service)
+            return self.reader.columns(user_id, ad_ids, context)
         except MissingEntityError as exc:
             raise NotFoundError(str(exc)) from exc
         except ValueError as exc:

@@ -1,9 +1,10 @@
 """A durable prediction log for monitoring: JSON lines, rotated, one file name per process.
 
-`PredictionLog.append` never blocks and never raises: records go through a bounded queue to a
-background thread that writes them. Lost records (full queue, write errors) are reported to
-`on_failure(reason, count)`, which the service turns into a Prometheus counter. Labels join
-later on `request_id`.
+`PredictionLog.append` (one record) and `append_request` (a request's rows, expanded into one
+record per row by the writer, off the request path) never block and never raise: entries go
+through a queue bounded in records to a background thread that writes them. Lost records (full
+queue, write errors) are reported to `on_failure(reason, count)`, which the service turns into
+a Prometheus counter. Labels join later on `request_id`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,56 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import ujson
+
 _STOP = object()
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    """One JSON line (ujson: ~4x faster than json on these records; same values read back)."""
+    return ujson.dumps(record, default=str, escape_forward_slashes=False)
+
+
+@dataclass(frozen=True)
+class RequestRecords:
+    """One request's predictions, kept in column form until the writer expands them.
+
+    Record i holds `request_id`, `row` i, `timestamp`, `model_version`, the model's raw input
+    `features` of row i, its raw `probabilities` per task, then the other `common` values
+    (e.g. the endpoint) and the `per_row` values of row i (e.g. the rank objective and weight).
+    """
+
+    common: Mapping[str, Any]  # request_id, timestamp, model_version, endpoint, ...
+    features: Mapping[str, Sequence[Any]]  # field -> one raw value per row
+    probabilities: np.ndarray  # (N, T), raw
+    tasks: Sequence[str]
+    per_row: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.probabilities)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        names = list(self.features)
+        columns = [self.features[n] for n in names]
+        first = ("request_id", "timestamp", "model_version")
+        rest = {k: v for k, v in self.common.items() if k not in first}
+        for i, p in enumerate(self.probabilities.tolist()):
+            yield {
+                "request_id": self.common["request_id"],
+                "row": i,
+                "timestamp": self.common["timestamp"],
+                "model_version": self.common["model_version"],
+                "features": {n: c[i] for n, c in zip(names, columns)},
+                "probabilities": dict(zip(self.tasks, p)),
+                **rest,
+                **{k: v[i] for k, v in self.per_row.items()},
+            }
 
 
 class PredictionLog:
@@ -38,7 +84,10 @@ class PredictionLog:
         self.on_failure = on_failure
         # host + pid + start time: replicas sharing a volume never write the same file.
         self.stem = f"predictions-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size  # records waiting to be written; beyond, dropped
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._lock = threading.Lock()
+        self._waiting = 0  # records in the queue
         self._part = 0
         self._file = None
         self._opened = 0.0
@@ -47,18 +96,25 @@ class PredictionLog:
         self._thread.start()
 
     def append(self, record: dict[str, Any]) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            self.on_failure("queue_full", 1)
+        self._put(record, 1)
+
+    def append_request(self, entry: RequestRecords) -> None:
+        """A request's rows, one record each; expanded and serialised by the writer thread."""
+        self._put(entry, len(entry))
+
+    def _put(self, item: Any, records: int) -> None:
+        with self._lock:
+            full = self._waiting + records > self.queue_size
+            if not full:
+                self._waiting += records
+        if full:
+            self.on_failure("queue_full", records)
+        else:
+            self._queue.put_nowait(item)
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop (used at shutdown and by tests)."""
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            self.on_failure("queue_full", 1)
-            return
+        self._queue.put_nowait(_STOP)
         self._thread.join(timeout)
 
     def flush(self, timeout: float = 5.0) -> None:
@@ -94,21 +150,30 @@ class PredictionLog:
                 except queue.Empty:
                     break
             stop = any(r is _STOP for r in batch)
-            records = [r for r in batch if r is not _STOP]
+            entries = [r for r in batch if r is not _STOP]
+            count = sum(len(e) if isinstance(e, RequestRecords) else 1 for e in entries)
             try:
+                records: list[Any] = []
+                for entry in entries:
+                    if isinstance(entry, RequestRecords):
+                        records.extend(entry.records())
+                    else:
+                        records.append(entry)
                 if records:
                     self._rotate_if_due()
-                    text = "".join(json.dumps(r, default=str) + "\n" for r in records)
+                    text = "".join(_dumps(r) + "\n" for r in records)
                     self._file.write(text)
                     self._file.flush()
                     self._written += len(text)
             except Exception:  # a failed write is counted, never raised into a request
-                self.on_failure("write_error", len(records))
+                self.on_failure("write_error", count)
                 if self._file is not None:
                     with contextlib.suppress(OSError):
                         self._file.close()
                     self._file = None
             finally:
+                with self._lock:
+                    self._waiting -= count
                 for _ in batch:
                     self._queue.task_done()
             if stop:

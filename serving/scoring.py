@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from aitm.schema import UNKNOWN_INDEX, FeatureSchema
+
+Columns = Mapping[str, Sequence[Any]]  # field -> one raw value per row
 
 
 class Encoder:
@@ -19,21 +22,30 @@ class Encoder:
         self.names = schema.field_names
         self.maps = [{v: i + 1 for i, v in enumerate(f.vocabulary)} for f in schema.fields]
 
-    def __call__(self, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
-        """Raw frame -> (N, F) indices, plus per field the count of non-null unknown values."""
-        x = np.empty((len(frame), len(self.names)), dtype=np.int64)
+    def __call__(self, data: Columns | pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+        """Raw columns (or a frame) -> (N, F) indices, plus per field the count of non-null
+        unknown values."""
+        n = len(data) if isinstance(data, pd.DataFrame) else len(data[self.names[0]])
+        x = np.empty((len(self.names), n), dtype=np.int64)
         unknown = {}
         for j, (name, index) in enumerate(zip(self.names, self.maps)):
-            values = frame[name].tolist()
+            values = data[name]
+            if isinstance(values, pd.Series):
+                values = values.tolist()
             column = [index.get(v, UNKNOWN_INDEX) for v in values]
-            x[:, j] = column
-            count = sum(1 for v, c in zip(values, column) if c == UNKNOWN_INDEX and v is not None)
-            if count:
-                unknown[name] = count
-        return x, unknown
+            x[j] = column
+            if UNKNOWN_INDEX in column:
+                count = sum(
+                    1 for v, c in zip(values, column) if c == UNKNOWN_INDEX and v is not None
+                )
+                if count:
+                    unknown[name] = count
+        return np.ascontiguousarray(x.T), unknown
 
 
-def encode(schema: FeatureSchema, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+def encode(
+    schema: FeatureSchema, frame: Columns | pd.DataFrame
+) -> tuple[np.ndarray, dict[str, int]]:
     """`Encoder(schema)(frame)`, for one-off calls."""
     return Encoder(schema)(frame)
 
@@ -51,7 +63,7 @@ def monotone(probs: np.ndarray) -> np.ndarray:
 
 
 def per_task(probs: np.ndarray, tasks: Sequence[str]) -> list[dict[str, float]]:
-    return [dict(zip(tasks, map(float, row))) for row in probs]
+    return [dict(zip(tasks, row)) for row in np.asarray(probs, dtype=np.float64).tolist()]
 
 
 @dataclass(frozen=True)

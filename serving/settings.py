@@ -22,7 +22,12 @@ class ServingSettings(BaseModel):
     log_max_bytes: int = Field(default=64 * 2**20, ge=1_024)  # rotate a log file past this
     log_max_seconds: float = Field(default=3_600.0, gt=0)  # ... or when older than this
     torch_threads: int = Field(default=1, ge=1)  # AITM_TORCH_THREADS: intra-op threads
+    torchscript: bool = True  # AITM_TORCHSCRIPT: serve a frozen trace (serving.compiled)
+    workers: int = Field(default=1, ge=1)  # AITM_WORKERS: server processes, each a model copy
     log_queue_size: int = Field(default=10_000, ge=1)  # records waiting; beyond: dropped
+    # AITM_ACCESS_LOG: BentoML's access log line per request (~0.5 ms each); the prediction log
+    # already records every prediction, so it is off unless asked for.
+    access_log: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServingSettings:

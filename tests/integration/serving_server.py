@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from features.redis_server import free_port
+from features.redis_server import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,19 +65,18 @@ def running_server(
     process, port = start(env, log_path, target)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout_s
         with httpx.Client(base_url=url, timeout=30) as client:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited early:\n{log_path.read_text()[-4000:]}")
+
+            def ready() -> bool:
                 try:
-                    if client.get("/readyz").status_code == 200:
-                        break
+                    return client.get("/readyz").status_code == 200
                 except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not ready:\n{log_path.read_text()[-4000:]}")
-                time.sleep(0.3)
+                    return False
+
+            try:
+                wait_until(ready, process, timeout_s, "bentoml serve", every_s=0.3)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}:\n{log_path.read_text()[-4000:]}") from exc
             yield client
     finally:
         stop(process)

@@ -11,6 +11,7 @@ from features.fields import AD, USER, model_fields
 from features.online import MissingEntityError, online_features
 from features.redis_server import local_redis
 from features.store import REDIS_ENV, apply, materialize, open_store
+from tests.integration.online_paths import assert_reader_matches_get_online_features
 
 pytestmark = [
     pytest.mark.integration,
@@ -46,3 +47,7 @@ def test_redis_lookup_names_missing_ids(built_repo, redis_store):
     known = int(pd.read_parquet(built_repo.path / "data" / AD.snapshot_file)[AD.key].iloc[0])
     with pytest.raises(MissingEntityError, match=r"user_id \[5\]"):
         online_features(redis_store, 5, [known], {"position": 1, "hour": 1, "channel": "feed"})
+
+
+def test_redis_reader_matches_get_online_features(built_repo, redis_store):
+    assert_reader_matches_get_online_features(redis_store, built_repo.path)

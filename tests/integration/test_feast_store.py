@@ -7,7 +7,12 @@ import pytest
 
 from aitm.data import read_table, split_paths
 from features.fields import AD, ENTITIES, ROW_ID, TASKS, TIMESTAMP, USER, model_fields
-from features.online import MissingEntityError, online_features
+from features.online import (
+    FeatureServiceError,
+    MissingEntityError,
+    OnlineFeatureReader,
+    online_features,
+)
 from features.retrieval import (
     MissingFeaturesError,
     historical_features,
@@ -15,6 +20,8 @@ from features.retrieval import (
     read_impressions,
     training_frame,
 )
+from features.store import open_store
+from tests.integration.online_paths import assert_reader_matches_get_online_features
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +158,35 @@ def test_online_lookup_names_missing_users_and_ads(built_repo, sqlite_store):
     assert caught.value.missing == {USER.key: [42], AD.key: [7]}
     with pytest.raises(ValueError, match="lacks"):
         online_features(sqlite_store, 42, [known_ad], {"position": 1})
+
+
+def test_reader_matches_get_online_features(built_repo, sqlite_store):
+    assert_reader_matches_get_online_features(sqlite_store, built_repo.path)
+
+
+def test_reader_follows_a_changed_feature_service(built_repo, sqlite_store, tmp_path):
+    """Another process re-applies the service without a user feature: the running reader
+    notices the new registry on its next lookup, and recovers when the service is restored."""
+    import shutil
+
+    from feast import FeatureService
+
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(built_repo.path, repo)
+    reader = OnlineFeatureReader(open_store(repo, "sqlite"))
+    user_id = int(pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].iloc[0])
+    ad_ids = [int(pd.read_parquet(repo / "data" / AD.snapshot_file)[AD.key].iloc[0])]
+    context = {"position": 1, "hour": 0, "channel": "feed"}
+    before = reader.columns(user_id, ad_ids, context)
+
+    other = open_store(repo, "sqlite")  # stands for `feast apply` elsewhere
+    original = other.get_feature_service("aitm_v1")
+    user_view, ad_view = (other.get_feature_view(e.view) for e in (USER, AD))
+    narrowed = FeatureService(
+        name=original.name, features=[user_view[list(USER.features[1:])], ad_view]
+    )
+    other.apply([narrowed])
+    with pytest.raises(FeatureServiceError, match=rf"lacks \['{USER.features[0]}'\]"):
+        reader.columns(user_id, ad_ids, context)
+    other.apply([original])
+    assert reader.columns(user_id, ad_ids, context) == before

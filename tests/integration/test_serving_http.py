@@ -90,7 +90,7 @@ def test_predict_matches_the_predictor(server, serving_model, predictor):
 def test_rank_orders_by_weight_times_objective_and_matches_the_predictor(
     server, ids, predictor, feast_repo
 ):
-    from features.online import online_features
+    from features.online import frame_of, reference_columns
 
     users, ads = ids
     tasks = list(predictor.tasks)
@@ -101,7 +101,7 @@ def test_rank_orders_by_weight_times_objective_and_matches_the_predictor(
     assert sorted(c["ad_id"] for c in ranked) == sorted(ads)
     scores = [c["score"] for c in ranked]
     assert scores == sorted(scores, reverse=True)
-    frame = online_features(feast_repo[1], users[0], ads, CONTEXT)
+    frame = frame_of(reference_columns(feast_repo[1], users[0], ads, CONTEXT))  # Feast's path
     expected = predictor.predict(frame).set_axis(ads)
     by_ad = {c["ad_id"]: c for c in body["candidates"]}
     for c in ranked:
@@ -110,6 +110,39 @@ def test_rank_orders_by_weight_times_objective_and_matches_the_predictor(
         np.testing.assert_allclose(got, want.to_numpy(), rtol=1e-5, atol=1e-7)
         objective = by_ad[c["ad_id"]]["objective"]
         assert c["score"] == pytest.approx(by_ad[c["ad_id"]]["weight"] * want[objective])
+
+
+def test_only_predict_and_rank_are_public_apis(server):
+    """The model is called in-process; no batching route (`/forward`) is exposed."""
+    posts = {p for p, ops in server.get("/docs.json").json()["paths"].items() if "post" in ops}
+    assert posts == {"/predict", "/rank"}
+    assert server.post("/forward", json={"x": [[0] * len(model_fields())]}).status_code == 404
+
+
+def test_concurrent_requests_each_get_their_own_answers(server, serving_model, predictor, ids):
+    """Many /predict and /rank calls at once (batched together in the server): each answer
+    is the Predictor's for its own rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = _rows(serving_model, 60)
+    users, ads = ids
+    expected = predictor.predict(pd.DataFrame(rows)).to_numpy()
+
+    def call(i: int):
+        if i % 3 == 2:
+            body = _rank_body(users[i % len(users)], ads[i % 7 : i % 7 + 10], list(predictor.tasks))
+            return "rank", None, server.post("/rank", json=body)
+        return "predict", i, server.post("/predict", json={"rows": rows[i : i + 1]})
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(call, range(60)))
+    for kind, i, response in results:
+        assert response.status_code == 200, response.text
+        if kind == "predict":
+            got = [response.json()["predictions"][0][t] for t in predictor.tasks]
+            np.testing.assert_allclose(got, expected[i], rtol=1e-5, atol=1e-7)
+        else:
+            assert len(response.json()["candidates"]) == 10
 
 
 def test_rank_monotone_option(server, ids, predictor):

@@ -4,15 +4,13 @@ recovery without a restart once it is back."""
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import time
 
 import pandas as pd
 import pytest
 
 from features.fields import AD, USER
-from features.redis_server import free_port
+from features.redis_server import free_port, start_redis, stop_redis
 from features.store import REDIS_ENV, apply, materialize, open_store
 from tests.integration.conftest import copy_repo
 from tests.integration.serving_server import running_server, serving_env
@@ -22,38 +20,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH"),
 ]
-
-
-def _redis(port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"redis-server did not start on {port}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    process.wait(timeout=10)
 
 
 def _wait_for(predicate, timeout_s: float = 20.0) -> bool:
@@ -78,7 +44,7 @@ def test_redis_outage_gives_503_and_unready_then_recovers(serving_model, tmp_pat
     def load_redis() -> None:
         materialize(open_store(repo, "redis"), *window)
 
-    redis = _redis(port)
+    redis = start_redis(port)
     try:
         apply(repo, "redis")
         load_redis()
@@ -96,7 +62,7 @@ def test_redis_outage_gives_503_and_unready_then_recovers(serving_model, tmp_pat
         with running_server(env, tmp_path / "server.log") as client:
             assert client.post("/rank", json=body).status_code == 200
 
-            _stop(redis)
+            stop_redis(redis)
             response = client.post("/rank", json=body)
             assert response.status_code == 503, response.text
             assert "online feature store unavailable" in response.json()["error"]
@@ -104,7 +70,7 @@ def test_redis_outage_gives_503_and_unready_then_recovers(serving_model, tmp_pat
             assert client.get("/livez").status_code == 200  # alive: no restart wanted
             assert "aitm_online_store_errors_total 1.0" in client.get("/metrics").text
 
-            redis = _redis(port)
+            redis = start_redis(port)
             load_redis()
             assert _wait_for(lambda: client.get("/readyz").status_code == 200)
             response = client.post("/rank", json=body)
@@ -112,4 +78,4 @@ def test_redis_outage_gives_503_and_unready_then_recovers(serving_model, tmp_pat
             assert len(response.json()["candidates"]) == len(ads)
     finally:
         if redis.poll() is None:
-            _stop(redis)
+            stop_redis(redis)

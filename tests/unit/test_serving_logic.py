@@ -29,10 +29,10 @@ def schema() -> FeatureSchema:
     )
 
 
-def test_check_rows_builds_a_frame_in_schema_order(schema):
-    frame = check_rows([{"city": "a", "user_id": 11}, {"user_id": 99, "city": None}], schema, 5)
-    assert list(frame.columns) == ["user_id", "city"]
-    assert frame["user_id"].tolist() == [11, 99]
+def test_check_rows_builds_columns_in_schema_order(schema):
+    columns = check_rows([{"city": "a", "user_id": 11}, {"user_id": 99, "city": None}], schema, 5)
+    assert list(columns) == ["user_id", "city"]
+    assert columns == {"user_id": [11, 99], "city": ["a", None]}
 
 
 @pytest.mark.parametrize(
@@ -72,10 +72,11 @@ def test_check_candidates():
 
 
 def test_encode_counts_unknown_values_but_not_nulls(schema):
-    frame = pd.DataFrame({"user_id": [10, 99, 98], "city": ["a", "zz", None]})
-    x, unknown = scoring.encode(schema, frame)
-    assert x.tolist() == [[1, 1], [0, 0], [0, 0]]
-    assert unknown == {"user_id": 2, "city": 1}
+    columns = {"user_id": [10, 99, 98], "city": ["a", "zz", None]}
+    for data in (columns, pd.DataFrame(columns)):
+        x, unknown = scoring.encode(schema, data)
+        assert x.tolist() == [[1, 1], [0, 0], [0, 0]]
+        assert unknown == {"user_id": 2, "city": 1}
 
 
 def test_monotone_and_violations():
@@ -144,4 +145,6 @@ def test_encoder_matches_the_schema_encoding(schema):
     )
     x, unknown = scoring.Encoder(schema)(frame)
     np.testing.assert_array_equal(x, schema.encode(frame))
+    assert x.flags.c_contiguous
+    np.testing.assert_array_equal(scoring.Encoder(schema)(frame.to_dict("list"))[0], x)
     assert unknown["city"] == int((frame["city"] == "c").sum())

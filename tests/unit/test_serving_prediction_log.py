@@ -46,3 +46,54 @@ def test_write_errors_are_counted_not_raised(tmp_path):
     log.flush()
     log.close()
     assert failures == [("write_error", 1)]
+
+
+def test_request_records_expand_to_one_record_per_row(tmp_path):
+    import numpy as np
+
+    from serving.prediction_log import RequestRecords
+
+    log = PredictionLog(tmp_path)
+    entry = RequestRecords(
+        common={"request_id": "r1", "timestamp": "t", "model_version": "m", "endpoint": "rank"},
+        features={"user_id": [7, 7], "ad_id": [1, 2]},
+        probabilities=np.array([[0.5, 0.1], [0.4, 0.3]]),
+        tasks=["click", "approval"],
+        per_row={"objective": ["click", "approval"]},
+    )
+    log.append_request(entry)
+    log.close()
+    assert read_log(tmp_path) == [
+        {
+            "request_id": "r1",
+            "row": i,
+            "timestamp": "t",
+            "model_version": "m",
+            "features": {"user_id": 7, "ad_id": ad},
+            "probabilities": {"click": p[0], "approval": p[1]},
+            "endpoint": "rank",
+            "objective": objective,
+        }
+        for i, (ad, p, objective) in enumerate(
+            [(1, (0.5, 0.1), "click"), (2, (0.4, 0.3), "approval")]
+        )
+    ]
+
+
+def test_the_queue_bound_counts_records_not_requests(tmp_path):
+    import numpy as np
+
+    from serving.prediction_log import RequestRecords
+
+    failures = []
+    log = PredictionLog(tmp_path, queue_size=5, on_failure=lambda r, n: failures.append((r, n)))
+    entry = RequestRecords(
+        common={"request_id": "big", "timestamp": "t", "model_version": "m"},
+        features={"user_id": list(range(6))},
+        probabilities=np.zeros((6, 1)),
+        tasks=["click"],
+    )
+    log.append_request(entry)  # 6 records > 5: dropped whole, counted as 6
+    log.close()
+    assert failures == [("queue_full", 6)]
+    assert read_log(tmp_path) == []
