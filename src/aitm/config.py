@@ -54,7 +54,11 @@ class ModelConfig(_Strict):
     kind: ModelKind = "aitm"
     embedding_dim: int = Field(default=5, ge=1)
     tower_dims: tuple[int, ...] = (128, 64, 32)
-    dropout: tuple[float, ...] = (0.1, 0.3, 0.3)  # one per tower layer
+    # One rate per tower layer. None by default: the calibrator only sees training-mode
+    # predictions, and with the authors' (0.1, 0.3, 0.3) the eval-mode ones broke the funnel
+    # order on 30% of rows at 3M simulated rows (0.01% without dropout, and higher AUC on
+    # every step); early stopping and the embedding L2 regularise instead.
+    dropout: tuple[float, ...] = (0.0, 0.0, 0.0)
     transfer: Transfer = "ait"  # "none" and "probability" are the paper's ablations
     num_experts: int = Field(default=4, ge=1)  # experts of omoe/mmoe; shared experts of ple
     task_experts: int = Field(default=1, ge=1)  # ple: task-specific experts per task and layer
@@ -92,6 +96,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(default=2000, ge=1)
     max_epochs: int = Field(default=10, ge=1)
     patience: int = Field(default=1, ge=0)  # epochs without a better validation AUC sum
+    # Model selection: an epoch whose validation violation rate is above this bound only wins
+    # when no epoch is within it.
+    max_violation_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     seed: int = 0
     eval_batch_size: int = Field(default=50_000, ge=1)
     progress: bool = True

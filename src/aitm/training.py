@@ -157,7 +157,8 @@ def train_encoded(
     generator = torch.Generator().manual_seed(tc.seed)
 
     history: list[EpochStats] = []
-    best_score, best_epoch, best_state, best_eval = -np.inf, 0, None, None
+    best_score: tuple[bool, float] | None = None
+    best_epoch, best_state, best_eval = 0, None, None
     epochs_without_gain = 0
     for epoch in range(1, tc.max_epochs + 1):
         order = torch.randperm(len(x), generator=generator)
@@ -207,8 +208,10 @@ def train_encoded(
                 f"rows/s, val AUC {aucs}, violations {val_eval.violation_rate:.2%}",
                 file=sys.stderr,
             )
-        score = np.nansum(list(val_eval.auc.values()))
-        if score > best_score:
+        # Epochs within the violation bound rank above every epoch outside it.
+        within_bound = val_eval.violation_rate <= tc.max_violation_rate
+        score = (within_bound, float(np.nansum(list(val_eval.auc.values()))))
+        if best_score is None or score > best_score:
             best_score, best_epoch, best_eval = score, epoch, val_eval
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             epochs_without_gain = 0

@@ -12,7 +12,7 @@ def test_defaults_follow_the_paper():
     config = Config()
     assert config.model.embedding_dim == 5
     assert config.model.tower_dims == (128, 64, 32)
-    assert config.model.dropout == (0.1, 0.3, 0.3)
+    assert config.model.dropout == (0.0, 0.0, 0.0)
     assert config.loss.calibrator_weight == 2.0
     assert config.train.learning_rate == 1e-3
     assert config.train.batch_size == 2000
