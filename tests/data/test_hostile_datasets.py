@@ -7,6 +7,7 @@ check's name must appear in the error the pipeline prints before it stops.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -157,3 +158,18 @@ def test_clean_data_raises_no_alarm(clean, reference):
         result = validate(frame, ref, now=NOW, raise_on_failure=False)
         assert result.success, result.describe()
         assert not result.failed_checks
+
+
+def test_the_pipeline_stops_before_training_and_names_the_check(clean, tmp_path):
+    """The validate step raises, naming the check, and its summary records which window failed."""
+    from pipelines.steps import VALIDATION_SUMMARY, ValidationFailedError, validate_windows
+
+    train, held_out = tmp_path / "train.parquet", tmp_path / "eval.parquet"
+    clean.to_parquet(train)
+    _shuffled_labels(clean.copy()).to_parquet(held_out)
+    window = tuple(str(t) for t in WINDOW)
+    with pytest.raises(ValidationFailedError, match=r"\[labels_not_shuffled\]"):
+        validate_windows(str(train), str(held_out), str(tmp_path / "docs"), window, window)
+    summary = json.loads((tmp_path / "docs" / VALIDATION_SUMMARY).read_text())
+    assert summary["windows"]["train"]["success"] and not summary["windows"]["eval"]["success"]
+    assert any("[labels_not_shuffled]" in f for f in summary["windows"]["eval"]["failed"])
