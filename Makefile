@@ -7,7 +7,7 @@ DATA   ?= data/sim
 ROWS   ?= 1000000
 MODEL  ?= artifacts/model
 
-.PHONY: install system-deps run train serve test lint secrets audit bench clean k8s-render \
+.PHONY: install system-deps run train serve test lint secret-scan audit bench clean k8s-render \
 	pipeline-compile pipeline-submit
 
 $(STAMP): pyproject.toml requirements.lock
@@ -57,7 +57,7 @@ lint: install
 # Secrets scan of every tracked file against the committed baseline (offline, about 7 s).
 # A finding fails; a false positive gets an inline `pragma: allowlist secret` comment or a
 # reviewed `detect-secrets scan --baseline .secrets.baseline` update.
-secrets: install
+secret-scan: install
 	git ls-files -z | xargs -0 $(BIN)/detect-secrets-hook --baseline .secrets.baseline
 
 # Known vulnerabilities in requirements.lock (pip-audit). Not part of `make test`: it needs
@@ -66,7 +66,7 @@ secrets: install
 audit: install
 	$(BIN)/python .ci/audit.py
 
-test: install system-deps lint secrets
+test: install system-deps lint secret-scan
 	$(BIN)/pytest
 
 bench: install system-deps

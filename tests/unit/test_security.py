@@ -166,7 +166,7 @@ def test_the_check_passes_the_safe_forms():
 
 
 # ---------------------------------------------------------------------------------------------
-# Secrets scan (detect-secrets; `make secrets` runs it on every tracked file)
+# Secrets scan (detect-secrets; `make secret-scan` runs it on every tracked file)
 
 BASELINE = REPO_ROOT / ".secrets.baseline"
 
