@@ -83,7 +83,7 @@ class TableFieldLabelAuc(TableMetricProvider):
 
 class ExpectLabelsToDependOnFeatures(BatchExpectation):
     """Every task with at least `min_positives` positives is ranked by a naive-Bayes score of
-    per-field rates (fitted out of fold) with an AUC at least `min_z` standard errors above 0.5.
+    per-field lifts (fitted out of fold) with an AUC at least `min_z` standard errors above 0.5.
     Shuffled labels, independent of the features, fail it."""
 
     fields: list[str]

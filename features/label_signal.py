@@ -4,11 +4,12 @@ Two statistics back two expectations of the validation suite (features/expectati
 
 - shuffled labels: labels drawn independently of the features leave every field's per-value
   positive rate uninformative. `label_signal` scores each row with a naive-Bayes sum of
-  per-field rates fitted on the other half of the rows (two-fold cross-fitting) and returns the
-  AUC of that score and its z-score against the null AUC of 0.5 (Hanley-McNeil standard error
-  under independence). Clean simulated days score z of 7 and more; shuffled ones near 0.
+  per-field log-odds lifts fitted on the other half of the rows (two-fold cross-fitting) and
+  returns the AUC of that score and its z-score against the null AUC of 0.5 (Hanley-McNeil
+  standard error under independence). A clean simulated day of 6,000 rows scores z = 10; 20
+  shuffled copies of it scored at most 2.1 (mean -0.1).
 - leaking labels: a field that (almost) equals a label ranks that label almost perfectly by its
-  own out-of-fold per-value rate. `field_label_aucs` returns that AUC for every field and task.
+  own out-of-fold per-value lift. `field_label_aucs` returns that AUC for every field and task.
 
 Both fit on one half and score the other, so a frame can serve as its own reference (the
 pipeline validates the training window against itself) without the in-sample optimism that
@@ -43,7 +44,9 @@ def _sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
 
 
 def _folds(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 2, n).astype(bool)
+    # A stream of its own: data drawn with `default_rng(seed).integers` (as tests do) would
+    # otherwise share its bits with the fold assignment and put each value in one fold only.
+    return np.random.default_rng([seed, 1]).integers(0, 2, n).astype(bool)
 
 
 def _codes(column: pd.Series) -> np.ndarray:
@@ -52,18 +55,25 @@ def _codes(column: pd.Series) -> np.ndarray:
     return codes
 
 
-def _out_of_fold_rate(codes: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
-    """Each row's smoothed positive rate of its value, fitted on the other fold only."""
-    rate = np.empty(len(y))
+def _logit(p: np.ndarray | float) -> np.ndarray | float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def _out_of_fold_lift(codes: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Each row's log-odds lift of its value over the base rate (smoothed), both fitted on the
+    other fold only. Lifts, not rates: the two folds' base rates differ by chance, and pooled raw
+    rates would rank the fold with the lower rate higher, biasing the AUC below 0.5."""
+    lift = np.empty(len(y))
     size = int(codes.max()) + 1 if len(codes) else 0
     for side in (True, False):
         fit, score = fold == side, fold != side
         base = float(y[fit].mean()) if fit.any() else float(y.mean())
         positives = np.bincount(codes[fit], weights=y[fit], minlength=size)
         counts = np.bincount(codes[fit], minlength=size)
-        by_value = (positives + SMOOTHING * base) / (counts + SMOOTHING)
-        rate[score] = by_value[codes[score]]  # values unseen in the fit fold get the base rate
-    return rate
+        by_value = _logit((positives + SMOOTHING * base) / (counts + SMOOTHING)) - _logit(base)
+        lift[score] = by_value[codes[score]]  # values unseen in the fit fold: no lift
+    return lift
 
 
 def _null_se(positives: int, negatives: int) -> float:
@@ -93,8 +103,7 @@ def label_signal(
             continue
         score = np.zeros(len(y))
         for f in fields:
-            p = np.clip(_out_of_fold_rate(codes[f], y, fold), 1e-6, 1 - 1e-6)
-            score += np.log(p) - np.log1p(-p)
+            score += _out_of_fold_lift(codes[f], y, fold)
         auc = exact_auc(y, score)
         signals.append(
             TaskSignal(task, positives, auc, (auc - 0.5) / _null_se(positives, negatives))
@@ -122,5 +131,5 @@ def field_label_aucs(
         if positives < min_positives or len(y) - positives < min_positives:
             continue
         for f in fields:
-            aucs[(f, task)] = exact_auc(y, _out_of_fold_rate(codes[f], y, fold))
+            aucs[(f, task)] = exact_auc(y, _out_of_fold_lift(codes[f], y, fold))
     return aucs
