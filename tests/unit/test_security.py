@@ -213,3 +213,71 @@ def test_the_secrets_scan_fails_on_a_planted_secret(tmp_path):
     caught = scan(planted)
     assert caught.returncode != 0
     assert "AWS Access Key" in caught.stdout + caught.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Dependency audit (`make audit`: .ci/audit.py around pip-audit)
+
+
+def _audit_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ci_audit", REPO_ROOT / ".ci" / "audit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pip_audit_says(monkeypatch, stdout: str, stderr: str = ""):
+    audit = _audit_module()
+    done = subprocess.CompletedProcess(args=[], returncode=1, stdout=stdout, stderr=stderr)
+    monkeypatch.setattr(audit.subprocess, "run", lambda *a, **k: done)
+    monkeypatch.setattr(audit.sys, "argv", ["audit.py"])
+    return audit.main
+
+
+def _report(*deps) -> str:
+    return json.dumps({"dependencies": list(deps), "fixes": []})
+
+
+def test_audit_fails_on_a_known_vulnerability(monkeypatch, capsys):
+    main = _pip_audit_says(
+        monkeypatch,
+        _report(
+            {
+                "name": "jinja2",
+                "version": "3.1.2",
+                "vulns": [{"id": "GHSA-x", "fix_versions": ["3.1.3"]}],
+            },
+            {"name": "numpy", "version": "2.4.6", "vulns": []},
+        ),
+    )
+    assert main() == 1
+    assert "VULNERABLE jinja2==3.1.2: GHSA-x (fixed in 3.1.3)" in capsys.readouterr().out
+
+
+def test_audit_passes_only_what_it_audited(monkeypatch, capsys):
+    main = _pip_audit_says(
+        monkeypatch,
+        _report(
+            {"name": "numpy", "version": "2.4.6", "vulns": []},
+            {"name": "torch", "version": "2.13.0+cpu", "skip_reason": "not on PyPI"},
+        ),
+    )
+    assert main() == 0
+    assert "no known vulnerabilities in 1 packages (1 skipped)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "stdout, stderr",
+    [
+        (_report({"name": "a2wsgi", "version": "1.10.10", "skip_reason": "not found on PyPI"}), ""),
+        ("", "requests.exceptions.ConnectionError: Failed to resolve 'api.osv.dev'"),
+    ],
+    ids=["nothing audited", "no database"],
+)
+def test_audit_skips_loudly_when_it_could_audit_nothing(monkeypatch, capsys, stdout, stderr):
+    main = _pip_audit_says(monkeypatch, stdout, stderr)
+    assert main() == 0
+    out = capsys.readouterr().out
+    assert out.startswith("audit SKIPPED:") and "passed" not in out
