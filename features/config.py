@@ -20,6 +20,17 @@ class ValidationConfig(BaseModel):
         default_factory=lambda: {"position": (1, 10), "hour": (0, 23)}
     )
     examples: int = Field(default=5, ge=0)  # unexpected values shown per failed expectation
+    # Timestamps later than the run time plus this many seconds are in the future: refused.
+    future_tolerance_s: float = Field(default=3_600.0, ge=0.0)
+    # Shuffled labels: the out-of-fold AUC of a naive-Bayes sum of per-field lifts must be at
+    # least this many standard errors above 0.5, for every task with enough positives.
+    label_signal_z: float = Field(default=3.0, gt=0.0)
+    label_signal_min_positives: int = Field(default=100, ge=2)
+    # Leaking labels: no field's out-of-fold per-value rate may rank a task with an AUC above
+    # this (clean simulated data: at most 0.79), for every task with enough positives.
+    leak_max_auc: float = Field(default=0.95, gt=0.5, le=1.0)
+    leak_min_positives: int = Field(default=20, ge=2)
+    statistics_rows: int = Field(default=200_000, ge=1_000)  # rows sampled for both statistics
 
     @model_validator(mode="after")
     def _check(self) -> ValidationConfig:

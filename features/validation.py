@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +17,11 @@ import pandas as pd
 
 from aitm.schema import FeatureSchema
 from features.config import ValidationConfig
-from features.fields import TASKS, TIMESTAMP, entity_keys
+from features.fields import ROW_ID, TASKS, TIMESTAMP, entity_keys
 
 if TYPE_CHECKING:
     import great_expectations as gx
+    import great_expectations.expectations as gxe
 
 # Names as GE 1.x matches them against a pandas column's dtype (object columns: per value).
 _INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -29,6 +30,7 @@ _TIME_TYPES = ["datetime64[s]", "datetime64[ms]", "datetime64[us]", "datetime64[
 _STR_TYPES = ["str", "StringDtype"]
 SUITE_NAME = "aitm_features"
 DOCS_SITE = "aitm_validation"
+CHECK_KEY = "aitm_check"  # meta key naming the hostile-data check an expectation implements
 
 
 class ValidationError(ValueError):
@@ -48,10 +50,12 @@ class FailedExpectation:
     examples: tuple[Any, ...]
     observed: Any = None  # observed value of aggregate expectations (mean, row count)
     error: str | None = None  # exception raised while evaluating, e.g. a missing column
+    check: str | None = None  # the hostile-data check it implements, e.g. "no_label_leak"
 
     def describe(self) -> str:
         where = f" on {self.column}" if self.column else ""
-        parts = [f"{self.expectation}{where}"]
+        named = f"[{self.check}] " if self.check else ""
+        parts = [f"{named}{self.expectation}{where}"]
         if self.unexpected_count is not None:
             pct = (
                 f" ({self.unexpected_percent:.2f}%)" if self.unexpected_percent is not None else ""
@@ -78,6 +82,11 @@ class ValidationResult:
     def failed_expectations(self) -> set[str]:
         return {f.expectation for f in self.failed}
 
+    @property
+    def failed_checks(self) -> set[str]:
+        """Names of the hostile-data checks that failed (see `_hostile_data_expectations`)."""
+        return {f.check for f in self.failed if f.check}
+
     def describe(self) -> str:
         if self.success:
             return f"validation passed: {self.evaluated} expectations on {self.rows} rows"
@@ -99,6 +108,7 @@ class _Reference:
     vocabularies: dict[str, list[Any]]
     rates: dict[str, float]
     fields: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)  # every column of the reference frame
 
 
 def _type_family(column: pd.Series) -> list[str]:
@@ -135,7 +145,13 @@ def _reference(
         if len(values) <= config.max_vocabulary:
             vocabularies[name] = sorted(values, key=str)
     rates = {t: float(reference[t].mean()) for t in TASKS}
-    return _Reference(types=types, vocabularies=vocabularies, rates=rates, fields=names)
+    return _Reference(
+        types=types,
+        vocabularies=vocabularies,
+        rates=rates,
+        fields=names,
+        columns=list(reference.columns),
+    )
 
 
 def build_suite(
@@ -144,8 +160,10 @@ def build_suite(
     config: ValidationConfig | None = None,
     *,
     window: tuple[datetime, datetime] | None = None,
+    now: datetime | None = None,
 ) -> gx.ExpectationSuite:
-    """Expectations for frames like `reference`; `window` bounds their timestamps (inclusive)."""
+    """Expectations for frames like `reference`; `window` bounds their timestamps (inclusive),
+    `now` (default: the wall clock) is the run time that no timestamp may pass."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -191,8 +209,72 @@ def build_suite(
                 column=TIMESTAMP, min_value=_naive_utc(window[0]), max_value=_naive_utc(window[1])
             )
         )
+    expectations += _hostile_data_expectations(ref, config, now=now)
     # Built unbound (no context); run_suite adds it to an ephemeral context.
     return gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations)
+
+
+def _check(expectation: gxe.Expectation, name: str) -> gxe.Expectation:
+    """Tag an expectation with the name of the check it implements (shown on failure)."""
+    expectation.meta = {**(expectation.meta or {}), CHECK_KEY: name}
+    return expectation
+
+
+def _hostile_data_expectations(
+    ref: _Reference, config: ValidationConfig, *, now: datetime | None
+) -> list[gxe.Expectation]:
+    """Checks against hostile data: duplicated impressions, timestamps in the future, constant
+    features, labels shuffled away from the features, labels leaking into a feature."""
+    import great_expectations.expectations as gxe
+
+    from features.expectations import ExpectLabelsToDependOnFeatures, ExpectNoFeatureToPredictLabels
+
+    now = now or datetime.now(UTC)
+    stats = {"fields": ref.fields, "tasks": list(TASKS), "max_rows": config.statistics_rows}
+    expectations: list[gxe.Expectation] = []
+    if ROW_ID in ref.columns:
+        expectations.append(
+            _check(gxe.ExpectColumnValuesToBeUnique(column=ROW_ID), "no_duplicate_impressions")
+        )
+    expectations.append(
+        _check(
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=[*entity_keys(), TIMESTAMP]),
+            "no_duplicate_impressions",
+        )
+    )
+    latest = _naive_utc(now) + timedelta(seconds=config.future_tolerance_s)
+    expectations.append(
+        _check(
+            gxe.ExpectColumnValuesToBeBetween(column=TIMESTAMP, max_value=latest),
+            "no_future_timestamps",
+        )
+    )
+    for name in ref.fields:
+        expectations.append(
+            _check(
+                gxe.ExpectColumnUniqueValueCountToBeBetween(column=name, min_value=2),
+                "no_constant_features",
+            )
+        )
+    expectations.append(
+        _check(
+            ExpectLabelsToDependOnFeatures(
+                **stats,
+                min_z=config.label_signal_z,
+                min_positives=config.label_signal_min_positives,
+            ),
+            "labels_not_shuffled",
+        )
+    )
+    expectations.append(
+        _check(
+            ExpectNoFeatureToPredictLabels(
+                **stats, max_auc=config.leak_max_auc, min_positives=config.leak_min_positives
+            ),
+            "no_label_leak",
+        )
+    )
+    return expectations
 
 
 def _for_ge(frame: pd.DataFrame) -> pd.DataFrame:
@@ -217,9 +299,14 @@ def _failure(result: Any, examples: int) -> FailedExpectation:
     config = result.expectation_config
     kwargs = config.kwargs
     column = kwargs.get("column")
+    details = result.result or {}
     if column is None and "column_A" in kwargs:
         column = f"{kwargs['column_A']}>={kwargs['column_B']}"
-    details = result.result or {}
+    elif column is None and "column_list" in kwargs:
+        column = "+".join(kwargs["column_list"])
+    elif config.type == "expect_no_feature_to_predict_labels":
+        leaking = (details.get("details") or {}).get("leaking") or {}
+        column = ",".join(sorted({key.split("|")[0] for key in leaking})) or None
     error = None
     if result.exception_info and result.exception_info.get("raised_exception"):
         error = result.exception_info.get("exception_message") or "raised an exception"
@@ -234,6 +321,7 @@ def _failure(result: Any, examples: int) -> FailedExpectation:
         examples=tuple(details.get("partial_unexpected_list") or ())[:examples],
         observed=observed,
         error=error,
+        check=(config.meta or {}).get(CHECK_KEY),
     )
 
 
@@ -273,16 +361,23 @@ def run_suite(
             },
         )
         actions.append(UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE]))
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name="aitm_checkpoint",
-            validation_definitions=[definition],
-            actions=actions,
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": examples},
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": examples}
+    batch_parameters = {"dataframe": _for_ge(frame)}
+    if actions:
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name="aitm_checkpoint",
+                validation_definitions=[definition],
+                actions=actions,
+                result_format=result_format,
+            )
         )
-    )
-    run = checkpoint.run(batch_parameters={"dataframe": _for_ge(frame)})
-    (suite_result,) = run.run_results.values()
+        run = checkpoint.run(batch_parameters=batch_parameters)
+        (suite_result,) = run.run_results.values()
+    else:  # no data docs to write: skip the checkpoint's bookkeeping (about a second)
+        suite_result = definition.run(
+            batch_parameters=batch_parameters, result_format=result_format
+        )
     failed = tuple(_failure(r, examples) for r in suite_result.results if not r.success)
     result = ValidationResult(
         success=bool(suite_result.success) and not failed,
@@ -303,14 +398,16 @@ def validate(
     config: ValidationConfig | None = None,
     *,
     window: tuple[datetime, datetime] | None = None,
+    now: datetime | None = None,
     docs_dir: str | Path | None = None,
     raise_on_failure: bool = True,
 ) -> ValidationResult:
-    """Check `frame` against expectations built from `reference` (fields: the model's)."""
+    """Check `frame` against expectations built from `reference` (fields: the model's);
+    `now` is the run time no timestamp may pass (default: the wall clock)."""
     from features.fields import model_fields
 
     config = config or ValidationConfig()
-    suite = build_suite(fields or list(model_fields()), reference, config, window=window)
+    suite = build_suite(fields or list(model_fields()), reference, config, window=window, now=now)
     return run_suite(
         frame,
         suite,

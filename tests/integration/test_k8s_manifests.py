@@ -353,6 +353,166 @@ def test_stack_is_hardened(name: str) -> None:
     assert manifest_violations(rendered(name)) == []
 
 
+# Every workload kind the stack renders; a Job would be walked the same way (see below).
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "CronJob", "PyTorchJob"}
+
+
+def container_hardening(pod_spec: Obj, c: Obj) -> dict[str, bool]:
+    """The hardening properties of one container, each True when it holds."""
+    pod_sc, sc = pod_spec.get("securityContext", {}), c.get("securityContext", {})
+    uid = sc.get("runAsUser", pod_sc.get("runAsUser"))
+    limits = c.get("resources", {}).get("limits", {})
+    return {
+        "non-root": sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True
+        and uid not in (None, 0),
+        "read-only root filesystem": sc.get("readOnlyRootFilesystem") is True,
+        "drops ALL capabilities, adds none": "ALL" in sc.get("capabilities", {}).get("drop", [])
+        and not sc.get("capabilities", {}).get("add"),
+        "no privilege escalation": sc.get("allowPrivilegeEscalation") is False
+        and not sc.get("privileged"),
+        "cpu and memory limits": {"cpu", "memory"} <= set(limits),
+    }
+
+
+def hardening_table(objects: list[Obj]) -> dict[str, dict[str, bool]]:
+    """{kind/name[/replica]/container: properties} for every container of every workload."""
+    return {
+        f"{where}/{c['name']}": container_hardening(template["spec"], c)
+        for obj in objects
+        for where, template in pod_templates(obj)
+        for c in containers(template["spec"])
+    }
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_every_container_of_every_workload_is_hardened(name: str) -> None:
+    objects = rendered(name)
+    walked = {o["kind"] for o in objects if any(True for _ in pod_templates(o))}
+    assert walked == WORKLOAD_KINDS, "a workload kind appeared or vanished: review the checks"
+    table = hardening_table(objects)
+    # serving, evidently-ui, redis, monitoring, materialize, training Master and Worker
+    assert len(table) >= 7, sorted(table)
+    failing = {where: [k for k, ok in props.items() if not ok] for where, props in table.items()}
+    assert {where: bad for where, bad in failing.items() if bad} == {}
+
+
+def test_a_job_is_walked_and_held_to_the_same_rules(broken_k8s: Path) -> None:
+    """A plain Job (none today) gets no pass: its containers are checked like any other."""
+    (broken_k8s / "base/job.yaml").write_text(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: backfill\nspec:\n  template:\n"
+        "    spec:\n      restartPolicy: Never\n      containers:\n"
+        "        - name: backfill\n          image: ghcr.io/example/aitm:0.1.0\n"
+    )
+    _edit(
+        broken_k8s / "base/kustomization.yaml",
+        "  - namespace.yaml\n",
+        "  - namespace.yaml\n  - job.yaml\n",
+    )
+    table = hardening_table(render(broken_k8s / "overlays/local"))
+    assert not any(table["Job/backfill/backfill"].values()), table["Job/backfill/backfill"]
+    assert "Job/backfill/backfill: runAsNonRoot is not true" in manifest_violations(
+        render(broken_k8s / "overlays/local")
+    )
+
+
+def _named_port(objects: list[Obj], labels: dict[str, str], port: Any) -> Any:
+    """A Service's targetPort as a number, looked up in the containers of the pods it selects."""
+    if isinstance(port, int):
+        return port
+    for obj in objects:
+        for _, template in pod_templates(obj):
+            if _selects({"matchLabels": labels}, template["metadata"]["labels"]):
+                for c in containers(template["spec"]):
+                    for p in c.get("ports", []):
+                        if p.get("name") == port:
+                            return p["containerPort"]
+    return port
+
+
+def network_policy_violations(objects: list[Obj]) -> list[str]:
+    """NetworkPolicies allow only named traffic: every rule names its peers (no rule open to
+    all sources or destinations, no 0.0.0.0/0), names its ports unless it only links a workload's
+    own pods to each other, and every Service's port is reachable through some ingress rule."""
+    out = []
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    for policy in policies:
+        spec = policy["spec"]
+        for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+            for i, rule in enumerate(spec.get(direction, [])):
+                where = f"{ident(policy)} {direction}[{i}]"
+                peers = rule.get(peers_key) or []
+                if not peers:
+                    out.append(f"{where}: no `{peers_key}`, so it allows every peer")
+                for peer in peers:
+                    cidr = peer.get("ipBlock", {}).get("cidr")
+                    if cidr in {"0.0.0.0/0", "::/0"}:
+                        out.append(f"{where}: ipBlock {cidr} allows the whole internet")
+                    if peer == {"podSelector": {}} and not rule.get("ports"):
+                        out.append(f"{where}: every pod of the namespace on every port")
+                own_pods = all(
+                    set(peer) == {"podSelector"} and peer["podSelector"] == spec["podSelector"]
+                    for peer in peers
+                )
+                if not rule.get("ports") and not (peers and own_pods):
+                    out.append(f"{where}: no `ports`, so it allows every port")
+    for svc in (o for o in objects if o["kind"] == "Service"):
+        labels = svc["spec"]["selector"]
+        for port in svc["spec"]["ports"]:
+            number = _named_port(objects, labels, port.get("targetPort", port["port"]))
+            allowed = any(
+                _selects(p["spec"]["podSelector"], labels)
+                and any(
+                    number in {q.get("port") for q in rule.get("ports", [])}
+                    for rule in p["spec"].get("ingress", [])
+                )
+                for p in policies
+            )
+            if not allowed:
+                out.append(f"{ident(svc)}: port {number} is not allowed by any ingress policy")
+    return out
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_network_policies_allow_only_named_traffic(name: str) -> None:
+    assert network_policy_violations(rendered(name)) == []
+
+
+NETWORK_BREAKS = {
+    "open ingress": (
+        "        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: "
+        "aitm-serving\n        - podSelector:\n            matchLabels:\n              "
+        "app.kubernetes.io/name: feast-materialize\n      ports:\n        - protocol: TCP\n"
+        "          port: 6379\n",
+        "      ports:\n        - protocol: TCP\n          port: 6379\n",
+        "NetworkPolicy/redis-ingress ingress[0]: no `from`",
+    ),
+    "any port": (
+        "      ports:\n        - protocol: TCP\n          port: 8000\n",
+        "",
+        "NetworkPolicy/evidently-ui-ingress ingress[0]: no `ports`",
+    ),
+    "wrong port": (
+        "          port: 3000\n",
+        "          port: 3001\n",
+        "Service/aitm-serving: port 3000 is not allowed",
+    ),
+    "internet egress": (
+        "  egress:\n    - to:\n        - podSelector:\n            matchLabels:\n"
+        "              app.kubernetes.io/name: redis\n",
+        "  egress:\n    - to:\n        - ipBlock:\n            cidr: 0.0.0.0/0\n",
+        "NetworkPolicy/redis-clients-egress egress[0]: ipBlock 0.0.0.0/0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NETWORK_BREAKS))
+def test_network_policy_check_catches_a_broken_copy(case: str, broken_k8s: Path) -> None:
+    old, new, expected = NETWORK_BREAKS[case]
+    _edit(broken_k8s / "base/networkpolicies.yaml", old, new)
+    violations = network_policy_violations(render(broken_k8s / "overlays/local"))
+    assert any(expected in v for v in violations), violations
+
+
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)
 def test_training_world_size_matches_replicas(name: str) -> None:
     assert training_violations(rendered(name)) == []
@@ -894,6 +1054,13 @@ DOCKERFILE_BREAKS = {
         "FROM python:3.11-slim: pin the base",
     ),
     "root": ("USER 10001:10001", "USER root", "does not end as USER 10001"),
+    # A user name cannot be checked by the kubelet's runAsNonRoot; the numeric uid can.
+    "named user": ("USER 10001:10001", "USER aitm", "does not end as USER 10001"),
+    "floating build stage": (
+        "FROM ${PYTHON_IMAGE} AS build",
+        "FROM python:3.11-slim AS build",
+        "FROM python:3.11-slim: pin the base",
+    ),
     "unpinned torch": ("torch==2.13.0", "torch", "torch is not installed"),
     "CUDA torch": (
         "--index-url https://download.pytorch.org/whl/cpu ",
