@@ -100,6 +100,13 @@ def fit_schema(frame: pd.DataFrame, config: Config) -> FeatureSchema:
     )
 
 
+def selection_score(
+    auc: dict[str, float], violation_rate: float, max_violation_rate: float
+) -> tuple[bool, float]:
+    """Early stopping's ranking of an epoch: within the violation bound first, then AUC sum."""
+    return violation_rate <= max_violation_rate, float(np.nansum(list(auc.values())))
+
+
 @torch.no_grad()
 def predict_proba(
     model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 50_000
@@ -208,9 +215,7 @@ def train_encoded(
                 f"rows/s, val AUC {aucs}, violations {val_eval.violation_rate:.2%}",
                 file=sys.stderr,
             )
-        # Epochs within the violation bound rank above every epoch outside it.
-        within_bound = val_eval.violation_rate <= tc.max_violation_rate
-        score = (within_bound, float(np.nansum(list(val_eval.auc.values()))))
+        score = selection_score(val_eval.auc, val_eval.violation_rate, tc.max_violation_rate)
         if best_score is None or score > best_score:
             best_score, best_epoch, best_eval = score, epoch, val_eval
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
