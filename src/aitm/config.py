@@ -96,8 +96,8 @@ class TrainConfig(_Strict):
     batch_size: int = Field(default=2000, ge=1)
     max_epochs: int = Field(default=10, ge=1)
     patience: int = Field(default=1, ge=0)  # epochs without a better validation AUC sum
-    # Model selection: an epoch whose validation violation rate is above this bound only wins
-    # when no epoch is within it.
+    # The kept epoch: the best validation AUC sum among epochs whose validation violation rate
+    # is within this bound; an epoch above it is kept only when none is within.
     max_violation_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     seed: int = 0
     eval_batch_size: int = Field(default=50_000, ge=1)
