@@ -87,7 +87,7 @@ test: install system-deps lint secret-scan
 	$(BIN)/pytest
 
 bench: install system-deps
-	$(BIN)/python benchmarks/train_throughput.py --processes 2 --threads 1
+	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/simulate_memory.py
 	$(BIN)/python benchmarks/features_bench.py
 	$(BIN)/python benchmarks/monitoring_bench.py
