@@ -64,7 +64,7 @@ class _ReluDropout(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, drop: int, masks: KeepMaskPool | None) -> torch.Tensor:
         scale = 128.0 / (128 - drop)
         n = x.numel()
-        mask = masks.window(n, drop, scale) if masks else _draw_keep_mask(n, drop, scale)
+        mask = _draw_keep_mask(n, drop, scale) if masks is None else masks.window(n, drop, scale)
         mask = mask.view(x.shape)
         out = x.clamp_min_(0.0).mul_(mask)
         ctx.mark_dirty(x)
@@ -90,7 +90,7 @@ def relu_dropout(
     drop = round(p * 128)
     if not training or p == 0.0:
         return F.relu(x)
-    if drop == 0:  # p < 1/256 would round to no dropout at all
+    if not 0 < drop < 128:  # p < 1/256 would round to no dropout, p > 255/256 to all
         return F.dropout(F.relu(x), p, training)
     return _ReluDropout.apply(x, drop, masks)
 
