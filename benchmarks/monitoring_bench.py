@@ -42,19 +42,20 @@ print(json.dumps({"rows": result.rows, "labelled": result.labelled_rows,
 def generate(rows: int, out: Path) -> tuple[str, str]:
     import pandas as pd
 
-    from aitm.config import SIMULATED_FIELDS, SIMULATED_TASKS
-    from aitm.schema import build_schema
+    from aitm.config import SIMULATED_TASKS
     from aitm.simulator import SimulationConfig
-    from monitoring.reference import write_reference
-    from monitoring.synthetic import Traffic, true_probabilities, write_log_files
+    from monitoring.synthetic import (
+        Traffic,
+        true_probabilities,
+        write_log_files,
+        write_true_probability_reference,
+    )
 
     config = SimulationConfig(rows=rows)  # the default world of `make run`
     traffic = Traffic(config, seed=11)
     tasks = list(SIMULATED_TASKS)
     reference = traffic.sample(100_000, 27)
-    schema = build_schema(reference, list(SIMULATED_FIELDS), tasks)
-    write_reference(out / "reference", reference, true_probabilities(reference, tasks), schema,
-                    {"model_tag": "aitm:true-probabilities"})  # fmt: skip
+    write_true_probability_reference(out / "reference", reference, tasks)
     start = pd.Timestamp(config.start) + pd.Timedelta(days=28)
     done = 0
     while done < rows:  # in chunks: the generator's own memory stays small

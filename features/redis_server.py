@@ -67,13 +67,18 @@ def start_redis(port: int, timeout_s: float = 10.0) -> subprocess.Popen:
     return process
 
 
-def stop_redis(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `timeout_s`."""
     process.terminate()
     try:
-        process.wait(timeout=5)
+        process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def stop_redis(process: subprocess.Popen) -> None:
+    stop_process(process)
 
 
 @contextmanager

@@ -270,39 +270,21 @@ def run_report(
         tests.append(TestOutcome(f"prediction_drift[{t}]", PREDICTION_DRIFT, _status(get(m)),
                                  value(m), f"<= {config.prediction_drift_threshold}"))  # fmt: skip
     for t in tasks:
-        if t in skipped:
-            for name, group in (("conversion_rate", CONVERSION_RATE), ("calibration", CALIBRATION),
-                                ("auc", AUC)):  # fmt: skip
+        labelled_tests = (
+            ("conversion_rate", CONVERSION_RATE, rate_change,
+             f"|observed / reference - 1| <= {config.max_rate_change}"),
+            ("calibration", CALIBRATION, calibration,
+             f"|window's (observed / predicted) / reference's - 1| <= "
+             f"{config.max_calibration_change}"),
+            ("auc", AUC, auc, f">= reference {reference_auc[t]:.4f} - {config.max_auc_drop}"),
+        )  # fmt: skip
+        for name, group, metrics_by_task, condition in labelled_tests:
+            if t in skipped:
                 tests.append(TestOutcome(f"{name}[{t}]", group, SKIPPED, None, "", skipped[t]))
-            continue
-        tests.append(
-            TestOutcome(
-                f"conversion_rate[{t}]",
-                CONVERSION_RATE,
-                _status(get(rate_change[t])),
-                value(rate_change[t]),
-                f"|observed / reference - 1| <= {config.max_rate_change}",
-            )
-        )
-        tests.append(
-            TestOutcome(
-                f"calibration[{t}]",
-                CALIBRATION,
-                _status(get(calibration[t])),
-                value(calibration[t]),
-                "|window's (observed / predicted) / reference's - 1| <= "
-                f"{config.max_calibration_change}",
-            )
-        )
-        tests.append(
-            TestOutcome(
-                f"auc[{t}]",
-                AUC,
-                _status(get(auc[t])),
-                value(auc[t]),
-                f">= reference {reference_auc[t]:.4f} - {config.max_auc_drop}",
-            )
-        )
+            else:
+                m = metrics_by_task[t]
+                outcome = TestOutcome(f"{name}[{t}]", group, _status(get(m)), value(m), condition)
+                tests.append(outcome)
     overall = violations[ALL_PAIRS]
     tests.append(TestOutcome("monotonicity", MONOTONICITY, _status(get(overall)), value(overall),
                              f"share of rows with a later step above an earlier <= "

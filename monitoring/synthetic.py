@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from aitm.config import SIMULATED_FIELDS
+from aitm.schema import build_schema
 from aitm.simulator import TRUE_PREFIX, DriftConfig, FunnelWorld, SimulationConfig
+from monitoring.reference import write_reference
 
 
 def world_config(sim_dir: str | Path) -> SimulationConfig:
@@ -117,3 +119,11 @@ def write_log_files(
 def true_probabilities(frame: pd.DataFrame, tasks: list[str]) -> np.ndarray:
     """The simulator's true end-to-end probabilities: a perfectly calibrated 'model'."""
     return frame[[TRUE_PREFIX + t for t in tasks]].to_numpy(dtype=np.float64)
+
+
+def write_true_probability_reference(out: str | Path, reference: pd.DataFrame, tasks: list[str]):
+    """A reference window scored by the true probabilities, for tests and benchmarks that need
+    no trained model."""
+    schema = build_schema(reference, list(SIMULATED_FIELDS), tasks)
+    write_reference(out, reference, true_probabilities(reference, tasks), schema,
+                    {"model_tag": "aitm:true-probabilities"})  # fmt: skip

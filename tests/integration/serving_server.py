@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from features.redis_server import free_port, wait_until
+from features.redis_server import free_port, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,12 +49,7 @@ def start(
 
 
 def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, timeout_s=15)
 
 
 @contextmanager

@@ -14,14 +14,17 @@ import httpx
 import pandas as pd
 import pytest
 
-from aitm.config import SIMULATED_FIELDS, SIMULATED_TASKS
-from aitm.schema import build_schema
+from aitm.config import SIMULATED_TASKS
 from aitm.simulator import DriftConfig, SimulationConfig
 from features.redis_server import free_port
 from monitoring.job import JobPaths, run_job
 from monitoring.logs import Window
-from monitoring.reference import write_reference
-from monitoring.synthetic import Traffic, true_probabilities, write_log_files
+from monitoring.synthetic import (
+    Traffic,
+    true_probabilities,
+    write_log_files,
+    write_true_probability_reference,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,9 +45,7 @@ def _monitored_workspace(root: Path) -> Path:
     traffic = Traffic(config, seed=3)
     tasks = list(SIMULATED_TASKS)
     reference = traffic.sample(4_000, 2)
-    schema = build_schema(reference, list(SIMULATED_FIELDS), tasks)
-    write_reference(root / "reference", reference, true_probabilities(reference, tasks), schema,
-                    {"model_tag": "aitm:true-probabilities"})  # fmt: skip
+    write_true_probability_reference(root / "reference", reference, tasks)
     drift = DriftConfig(start_day=5, user_shift=0.5, step="approval", rate_factor=0.4)
     for day in (3, 4, 5):
         frame = traffic.sample(3_000, day, drift if day == 5 else None)

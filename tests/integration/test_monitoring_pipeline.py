@@ -10,11 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from aitm.config import SIMULATED_FIELDS, SIMULATED_TASKS
-from aitm.schema import build_schema
+from aitm.config import SIMULATED_TASKS
 from aitm.simulator import DriftConfig, SimulationConfig
-from monitoring.reference import write_reference
-from monitoring.synthetic import Traffic, true_probabilities, write_log_files
+from monitoring.synthetic import (
+    Traffic,
+    true_probabilities,
+    write_log_files,
+    write_true_probability_reference,
+)
 from pipelines.monitoring_pipeline import run_local
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -26,9 +29,7 @@ def test_local_monitoring_pipeline_fails_a_drifted_window_and_launches_retrainin
     traffic = Traffic(config, seed=4)
     tasks = list(SIMULATED_TASKS)
     reference = traffic.sample(4_000, 3)
-    schema = build_schema(reference, list(SIMULATED_FIELDS), tasks)
-    write_reference(tmp_path / "reference", reference, true_probabilities(reference, tasks),
-                    schema, {"model_tag": "aitm:true-probabilities"})  # fmt: skip
+    write_true_probability_reference(tmp_path / "reference", reference, tasks)
     drift = DriftConfig(start_day=5, user_shift=0.5, step="approval", rate_factor=0.4)
     marker = tmp_path / "retrained"
     # kfp's local runner rewrites every "python3" in a task's arguments: name the interpreter
