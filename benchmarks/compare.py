@@ -18,8 +18,9 @@ data section names the fields and tasks. A single table is split by its timestam
 when the config has none): the last 10% is the test split, the 10% before it validation.
 
 Writes to --out: compare.md (the table), compare.json (every run), compare_auc.png (AUC per task
-and model, mean and std over seeds). Seeds vary model initialisation and batch order; the data
-stay the same.
+and model, mean and std over seeds) and runs.jsonl, one line per finished run: rerunning the
+same command into the same folder reuses those runs, so an interrupted comparison resumes.
+Seeds vary model initialisation and batch order; the data stay the same.
 """
 
 from __future__ import annotations
@@ -302,6 +303,19 @@ def plot_auc(summary: dict, tasks: tuple[str, ...], oracle: dict | None, path: P
     plt.close(fig)
 
 
+def _finished_runs(runs_log: Path, source: str) -> dict[tuple[str, int], Run]:
+    """Runs already written to this folder's log for the same data: a long comparison resumes."""
+    if not runs_log.exists():
+        return {}
+    finished = {}
+    for line in runs_log.read_text().splitlines():
+        record = json.loads(line)
+        if record.pop("data") == source:
+            run = Run(**record)
+            finished[run.model, run.seed] = run
+    return finished
+
+
 def main(argv: list[str] | None = None) -> Path:
     """Run the comparison; return the path of the Markdown table."""
     args = parse_args(argv)
@@ -317,14 +331,22 @@ def main(argv: list[str] | None = None) -> Path:
         f"{len(splits.test):,} test rows; tasks {list(splits.tasks)}; {threads} threads",
         file=sys.stderr,
     )
+    runs_log = args.out / "runs.jsonl"
+    finished = _finished_runs(runs_log, splits.source)
     runs: list[Run] = []
     for name in args.models:
         for seed in range(args.seeds):
+            if (name, seed) in finished:
+                runs.append(finished[name, seed])
+                print(f"{name} seed {seed}: reused from {runs_log}", file=sys.stderr)
+                continue
             if name == "lightgbm":
                 run = run_lightgbm(splits, seed, threads)
             else:
                 run = run_neural(splits, name, seed)
             runs.append(run)
+            with runs_log.open("a") as log:
+                log.write(json.dumps({"data": splits.source, **asdict(run)}) + "\n")
             aucs = " ".join(f"{t}={a:.4f}" for t, a in run.auc.items())
             print(
                 f"{name} seed {seed}: {aucs} violations={run.violation_rate:.4f} "

@@ -35,6 +35,14 @@ def test_compare_writes_a_row_per_model_on_a_simulated_funnel(tmp_path):
     assert esmm["violation_rate"] == 0.0  # monotone by construction
     assert (tmp_path / "compare_auc.png").stat().st_size > 1000
 
+    logged = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [r["model"] for r in logged] == models
+    rerun = compare.main([*argv, "--models", "aitm,mlp", "--out", str(tmp_path)])
+    reran = json.loads((tmp_path / "compare.json").read_text())["runs"]
+    assert reran[0] == runs[0]  # aitm reused from runs.jsonl, not retrained
+    assert [r["model"] for r in reran] == ["aitm", "mlp"]
+    assert _rows(rerun.read_text())[1:] == ["aitm", "mlp", "oracle (true p)"]
+
 
 def test_compare_runs_on_your_own_table_with_a_config(tmp_path):
     if not ALI_CCP_SAMPLE.exists():
