@@ -93,6 +93,49 @@ def forward_ms(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, repea
     return float(np.median(times))
 
 
+def feast_ids(repo: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The users and ads of a Feast repo's sources (each has online features once materialized)."""
+    users = pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].unique()
+    ads = pd.read_parquet(repo / "data" / AD.snapshot_file)[AD.key].unique()
+    return users, ads
+
+
+def request_frame(repo: Path, n: int = 1_000) -> pd.DataFrame:
+    """Raw /predict rows: real users and ads with their attributes as the store holds them."""
+    user_rows = pd.read_parquet(repo / "data" / USER.snapshot_file).drop_duplicates(USER.key)
+    ad_rows = pd.read_parquet(repo / "data" / AD.snapshot_file).drop_duplicates(AD.key)
+    frame = pd.concat(
+        [
+            user_rows.sample(n, replace=True, random_state=1).reset_index(drop=True),
+            ad_rows.sample(n, replace=True, random_state=2).reset_index(drop=True),
+        ],
+        axis=1,
+    )
+    for name, value in CONTEXT.items():
+        frame[name] = value
+    return frame.loc[:, ~frame.columns.duplicated()][list(model_fields())]
+
+
+def rank_body_maker(
+    users: np.ndarray, ads: np.ndarray, tasks: list[str], candidates: int = 50
+) -> Callable[[int], dict]:
+    """i -> a /rank body: user i (cycled), `candidates` random ads, objectives cycled."""
+    rng = np.random.default_rng(0)
+
+    def rank_body(i: int) -> dict:
+        chosen = rng.choice(ads, size=min(candidates, len(ads)), replace=False)
+        return {
+            "user_id": int(users[i % len(users)]),
+            "context": CONTEXT,
+            "candidates": [
+                {"ad_id": int(a), "weight": 1.0 + (j % 7), "objective": tasks[j % len(tasks)]}
+                for j, a in enumerate(chosen)
+            ],
+        }
+
+    return rank_body
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:3000")
@@ -110,39 +153,14 @@ def main() -> None:
     args = parser.parse_args()
 
     repo = Path(args.feast_repo)
-    users = pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].unique()
-    ad_table = pd.read_parquet(repo / "data" / AD.snapshot_file)
-    ads = ad_table[AD.key].unique()
+    users, ads = feast_ids(repo)
     predictor = Predictor.load(args.model_dir)
     torch.set_num_threads(1)  # as the server runs it (AITM_TORCHSCRIPT, AITM_TORCH_THREADS)
     forward = traced_forward(predictor, 2_048)
     tasks = list(predictor.tasks)
-    # Raw rows for /predict: real users and ads, their attributes as the store holds them.
-    user_rows = pd.read_parquet(repo / "data" / USER.snapshot_file).drop_duplicates(USER.key)
-    ad_rows = ad_table.drop_duplicates(AD.key)
-    rng = np.random.default_rng(0)
-    frame = pd.concat(
-        [
-            user_rows.sample(1_000, replace=True, random_state=1).reset_index(drop=True),
-            ad_rows.sample(1_000, replace=True, random_state=2).reset_index(drop=True),
-        ],
-        axis=1,
-    )
-    for name, value in CONTEXT.items():
-        frame[name] = value
-    frame = frame.loc[:, ~frame.columns.duplicated()][list(model_fields())]
+    frame = request_frame(repo)
     rows = json.loads(frame.to_json(orient="records"))
-
-    def rank_body(i: int) -> dict:
-        chosen = rng.choice(ads, size=50, replace=False)
-        return {
-            "user_id": int(users[i % len(users)]),
-            "context": CONTEXT,
-            "candidates": [
-                {"ad_id": int(a), "weight": 1.0 + (j % 7), "objective": tasks[j % len(tasks)]}
-                for j, a in enumerate(chosen)
-            ],
-        }
+    rank_body = rank_body_maker(users, ads, tasks)
 
     scenarios = [
         Scenario("predict 1 row", "/predict", args.predict_rate, 1,

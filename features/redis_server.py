@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -49,13 +50,20 @@ def _answers_ping(port: int) -> bool:
         return conn.recv(16).startswith(b"+PONG")
 
 
-def start_redis(port: int, timeout_s: float = 10.0) -> subprocess.Popen:
-    """`redis-server` on 127.0.0.1:port, answering PING; stop it with `stop_redis`."""
+def start_redis(
+    port: int, timeout_s: float = 10.0, data_dir: str | Path | None = None
+) -> subprocess.Popen:
+    """`redis-server` on 127.0.0.1:port, answering PING; stop it with `stop_redis`. In memory
+    only, unless `data_dir` is given: then every write is appended to a file there (fsync'd)
+    and a restart on the same folder, even after SIGKILL, comes back with the data."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not on PATH (apt-get install -y redis-server)")
+    persistence = ["--appendonly", "no"]
+    if data_dir is not None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(data_dir)]
     process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", *persistence],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )

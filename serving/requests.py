@@ -11,7 +11,8 @@ from aitm.schema import FeatureSchema
 from serving.errors import RequestError
 
 INT64 = 2**63  # ids and ints outside int64 are refused, never passed on to the store
-Id = Annotated[StrictInt, Field(ge=-INT64, lt=INT64)]
+MAX_STRING = 200  # characters in a string field's value (channel, city, ...)
+Id = Annotated[StrictInt, Field(ge=-INT64, le=INT64 - 1)]
 
 
 class Context(BaseModel):
@@ -20,7 +21,7 @@ class Context(BaseModel):
     model_config = ConfigDict(extra="forbid")
     position: StrictInt = Field(ge=0, le=1_000)
     hour: StrictInt = Field(ge=0, le=23)
-    channel: StrictStr = Field(max_length=200)
+    channel: StrictStr = Field(max_length=MAX_STRING)
 
 
 class Candidate(BaseModel):
@@ -61,13 +62,18 @@ def check_rows(
             if want == "int":  # a JSON integer within int64 (not a bool, float or string)
                 ok = type(value) is int and -INT64 <= value < INT64
             else:
-                ok = type(value) is str
+                ok = type(value) is str and len(value) <= MAX_STRING
             if not ok:
-                problems.append(f"row {i}: field {name!r} needs {want}, got {value!r}"[:200])
+                got = f"row {i}: field {name!r} needs {_wanted(want)}, got {value!r}"
+                problems.append(got[:200])
                 break
     if problems:
         raise RequestError("; ".join(problems[:10]))
     return columns
+
+
+def _wanted(dtype: str) -> str:
+    return "int (int64)" if dtype == "int" else f"str (at most {MAX_STRING} characters)"
 
 
 def check_candidates(candidates: Sequence[Candidate], tasks: Sequence[str], limit: int) -> None:

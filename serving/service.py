@@ -16,6 +16,7 @@ import uuid
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,11 +24,14 @@ import bentoml
 import numpy as np
 import torch
 import ujson
+from pydantic import StrictBool
 from pydantic.warnings import PydanticDeprecatedSince211
 from starlette.responses import JSONResponse
 
+from aitm.checkpoint import SCHEMA
+from aitm.schema import FeatureSchema
 from features.fields import FEATURE_SERVICE, context_fields
-from serving import metrics, model_source, scoring
+from serving import metrics, model_source, openapi, scoring
 from serving.batching import MicroBatcher, OverloadedError
 from serving.compiled import traced_forward
 from serving.errors import (
@@ -36,7 +40,7 @@ from serving.errors import (
     StoreUnavailableError,
     UnavailableError,
 )
-from serving.middleware import BodyLimit
+from serving.middleware import BodyLimit, JSONOnly, OpenAPIDocument, RateLimit
 from serving.online import OnlineStore
 from serving.prediction_log import PredictionLog, RequestRecords
 from serving.requests import Candidate, Context, Id, check_candidates, check_rows
@@ -60,6 +64,10 @@ warnings.filterwarnings(
 MAX_BATCH_SIZE = 2048
 MAX_WAITING_ROWS = 4 * MAX_BATCH_SIZE
 _SETTINGS = ServingSettings.from_env()
+# Resolved and checksum-verified when the module is imported, on purpose: `bentoml serve` then
+# exits at once with the ArtifactError (a failing worker would only be respawned), and
+# `bentoml build` ships this model inside the bento. Loading the weights waits for __init__.
+_MODEL_TAG = model_source.verified_tag(_SETTINGS.model_tag)
 
 
 class FastJSONResponse(JSONResponse):
@@ -88,10 +96,7 @@ def _error(exc: Exception, status: int, request_id: str) -> JSONResponse:
     logging={"access": {"enabled": _SETTINGS.access_log}},
 )
 class AITMService:
-    # Resolved and checksum-verified when the module is imported, on purpose: `bentoml serve`
-    # then exits at once with the ArtifactError (a failing worker would only be respawned), and
-    # `bentoml build` ships this model inside the bento. Loading the weights waits for __init__.
-    model_ref = bentoml.models.BentoModel(model_source.verified_tag(_SETTINGS.model_tag))
+    model_ref = bentoml.models.BentoModel(_MODEL_TAG)
 
     def __init__(self) -> None:
         self.settings = ServingSettings.from_env()
@@ -227,7 +232,7 @@ class AITMService:
         user_id: Id,
         context: Context,
         candidates: list[Candidate],
-        monotone: bool = False,
+        monotone: StrictBool = False,
     ) -> dict[str, Any]:
         """Candidates of one user sorted by weight * p(objective), features from Feast.
 
@@ -270,4 +275,14 @@ class AITMService:
         return await self._answer("rank", handle)
 
 
+def _openapi_document() -> dict[str, Any]:
+    schema_json = Path(bentoml.models.get(_MODEL_TAG).path_of(SCHEMA)).read_text()
+    generated = AITMService.openapi_spec.asdict()
+    return openapi.document(generated, FeatureSchema.from_json(schema_json), _SETTINGS)
+
+
+# Outermost first: the rate limit (before any body is read), the body type and size, the document.
+AITMService.add_asgi_middleware(RateLimit)
+AITMService.add_asgi_middleware(JSONOnly)
 AITMService.add_asgi_middleware(BodyLimit)
+AITMService.add_asgi_middleware(OpenAPIDocument, build=_openapi_document)

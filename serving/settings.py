@@ -19,6 +19,10 @@ class ServingSettings(BaseModel):
     max_rows: int = Field(default=1_000, ge=1)  # AITM_MAX_ROWS per /predict request
     max_candidates: int = Field(default=200, ge=1)  # AITM_MAX_CANDIDATES per /rank request
     max_body_bytes: int = Field(default=1_000_000, ge=1_024)  # AITM_MAX_BODY_BYTES
+    # AITM_RATE_LIMIT_RPS / _BURST: per server process, over /predict and /rank together;
+    # beyond them 429. 0 turns the limit off (an ingress in front may limit per client).
+    rate_limit_rps: float = Field(default=500.0, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
     log_max_bytes: int = Field(default=64 * 2**20, ge=1_024)  # rotate a log file past this
     log_max_seconds: float = Field(default=3_600.0, gt=0)  # ... or when older than this
     torch_threads: int = Field(default=1, ge=1)  # AITM_TORCH_THREADS: intra-op threads

@@ -1,15 +1,29 @@
-"""Shared fixtures: small simulated funnels, made once per test session."""
+"""Shared fixtures, made once per test session: small simulated funnels, and a tiny served
+model with the Feast store holding its users and ads."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from aitm.simulator import SimulationConfig, simulate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALI_CCP_DIR = REPO_ROOT.parent / "shared" / "data" / "ali-ccp"
+REPO_TEMPLATE = REPO_ROOT / "feature_repo"
+
+
+def copy_repo(destination: Path) -> Path:
+    """The declarations of feature_repo/ in a fresh folder (its data/ is never copied)."""
+    shutil.copytree(
+        REPO_TEMPLATE, destination, ignore=shutil.ignore_patterns("data", "__pycache__")
+    )
+    return destination
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +43,74 @@ def ali_ccp_dir() -> Path:
     if not ALI_CCP_DIR.is_dir():
         pytest.skip(f"shared Ali-CCP sample not found at {ALI_CCP_DIR}")
     return ALI_CCP_DIR
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    home: Path  # BENTOML_HOME with the model registered and promoted
+    tag: str
+    path: Path  # the model folder in the store
+    sim: Path  # the simulation it was trained on (its users and ads fill the Feast store)
+
+
+@pytest.fixture(scope="session")
+def serving_model(tmp_path_factory) -> ServingModel:
+    """A tiny model (30k simulated rows, one epoch) registered and promoted in a tmp store.
+
+    Registration runs in a subprocess: bentoml fixes its store location at import.
+    """
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("serving")
+    home = root / "bentoml"
+    code = f"""
+import json
+from pathlib import Path
+from aitm.checkpoint import save_artifact
+from aitm.config import Config, TrainConfig
+from aitm.data import read_table
+from aitm.simulator import SimulationConfig, simulate
+from aitm.training import train
+from pipelines.registry import promote, register
+out = Path({str(root)!r})
+simulate(SimulationConfig(rows=30_000, days=6, val_days=1, test_days=1, n_users=2_000,
+                          n_ads=200, chunk_rows=10_000), out / "sim")
+parts = {{s: read_table(out / "sim" / s) for s in ("train", "val")}}
+config = Config(train=TrainConfig(max_epochs=1, progress=False))
+result = train(config, parts["train"], parts["val"])
+save_artifact(result, out / "artifact")
+tag, path = register(out / "artifact", {str(home)!r}, labels={{}}, metadata={{}})
+promote({str(home)!r}, tag, path, {{}})
+print(json.dumps({{"tag": tag, "path": str(path)}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    return ServingModel(home=home, tag=info["tag"], path=Path(info["path"]), sim=root / "sim")
+
+
+@pytest.fixture(scope="session")
+def serving_repo(serving_model, tmp_path_factory):
+    """The served model's own simulation, built into a Feast repo, applied and materialized:
+    (repo folder, SQLite store)."""
+    from features.build import build_sources
+    from features.store import apply, materialize, open_store
+
+    repo = copy_repo(tmp_path_factory.mktemp("serving-feast") / "feature_repo")
+    build_sources(serving_model.sim, repo)
+    apply(repo, "sqlite")
+    store = open_store(repo, "sqlite")
+    materialize(store, pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2035-01-01", tz="UTC"))
+    return repo, store
+
+
+@pytest.fixture(scope="session")
+def serving_ids(serving_repo) -> tuple[list[int], list[int]]:
+    """Three users and fifty ads with online features."""
+    from features.fields import AD, USER
+
+    repo = serving_repo[0]
+    users = pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].unique()
+    ads = pd.read_parquet(repo / "data" / AD.snapshot_file)[AD.key].unique()
+    return [int(u) for u in users[:3]], [int(a) for a in ads[:50]]

@@ -84,7 +84,7 @@ def make_feast_repo(sim: Path, destination: Path) -> Path:
     """The world's Feast sources, applied (the service opens the store at start-up)."""
     from features.build import build_sources
     from features.store import apply
-    from tests.integration.conftest import copy_repo
+    from tests.conftest import copy_repo
 
     repo = copy_repo(destination)
     build_sources(sim, repo)

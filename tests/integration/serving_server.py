@@ -56,11 +56,13 @@ def stop(process: subprocess.Popen) -> None:
 def running_server(
     env: dict[str, str], log_path: Path, timeout_s: float = 90.0, target: str = SERVICE
 ):
-    """Yield an httpx client for a server that answered /readyz with 200."""
+    """Yield an httpx client for a server that answered /readyz with 200; `client.process` is
+    the `bentoml serve` process."""
     process, port = start(env, log_path, target)
     try:
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=30) as client:
+            client.process = process
 
             def ready() -> bool:
                 try:

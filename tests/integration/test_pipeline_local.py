@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import copy_repo
+from tests.conftest import copy_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

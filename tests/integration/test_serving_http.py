@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from aitm.checkpoint import Predictor
-from features.fields import AD, USER, model_fields
+from features.fields import model_fields
 from serving.prediction_log import read_log
-from tests.integration.conftest import copy_repo
 from tests.integration.serving_server import running_server, serving_env, start, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -21,17 +22,8 @@ CONTEXT = {"position": 2, "hour": 9, "channel": "feed"}
 
 
 @pytest.fixture(scope="module")
-def feast_repo(serving_model, tmp_path_factory):
-    """The model's own simulation, built into a Feast repo, applied and materialized."""
-    from features.build import build_sources
-    from features.store import apply, materialize, open_store
-
-    repo = copy_repo(tmp_path_factory.mktemp("serving-feast") / "feature_repo")
-    build_sources(serving_model.sim, repo)
-    apply(repo, "sqlite")
-    store = open_store(repo, "sqlite")
-    materialize(store, pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2035-01-01", tz="UTC"))
-    return repo, store
+def feast_repo(serving_repo):
+    return serving_repo
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +41,8 @@ def predictor(serving_model):
 
 
 @pytest.fixture(scope="module")
-def ids(feast_repo):
-    repo = feast_repo[0]
-    users = pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].unique()
-    ads = pd.read_parquet(repo / "data" / AD.snapshot_file)[AD.key].unique()
-    return [int(u) for u in users[:3]], [int(a) for a in ads[:50]]
+def ids(serving_ids):
+    return serving_ids
 
 
 def _rows(serving_model, n: int) -> list[dict]:
@@ -238,27 +227,43 @@ def test_prediction_log_is_complete_and_metrics_count(server, ids, predictor, se
     assert server.get("/livez").status_code == 200
 
 
-def test_startup_fails_clearly_on_a_corrupted_model(serving_model, feast_repo, tmp_path):
-    import shutil
+def _corrupt(folder: Path) -> None:
+    (folder / "weights.pt").write_bytes(b"not a model")
 
+
+def _remove_weights(folder: Path) -> None:
+    (folder / "weights.pt").unlink()
+
+
+def _remove_model(folder: Path) -> None:
+    shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_corrupt, "weights.pt: checksum mismatch, the file is corrupted"),
+        (_remove_weights, "incomplete model artifact, missing ['weights.pt']"),
+        (_remove_model, "no model folder there"),
+    ],
+)
+def test_startup_fails_clearly_on_a_corrupted_or_missing_model(
+    serving_model, feast_repo, tmp_path, damage, message
+):
     home = tmp_path / "bentoml"
     shutil.copytree(serving_model.home, home)
-    weights = home / serving_model.path.relative_to(serving_model.home) / "weights.pt"
-    weights.write_bytes(b"not a model")
+    damage(home / serving_model.path.relative_to(serving_model.home))
     env = serving_env(home, feast_repo[0], tmp_path / "logs")
     process, _ = start(env, tmp_path / "server.log")
     try:
         assert process.wait(timeout=90) != 0
     finally:
         stop(process)
-    assert "weights.pt: checksum mismatch, the file is corrupted" in (
-        (tmp_path / "server.log").read_text()
-    )
+    assert message in (tmp_path / "server.log").read_text()
 
 
 def test_built_bento_serves_its_shipped_model(serving_model, feast_repo, tmp_path):
     """`bentoml build` (offline) ships the model; the bento serves it without the pointer."""
-    import shutil
     import subprocess
     import sys
 

@@ -11,7 +11,9 @@ import pytest
 from aitm.schema import FeatureSchema, FieldSpec
 from serving import scoring
 from serving.errors import RequestError
-from serving.middleware import BodyLimit
+from serving.middleware import BodyLimit, JSONOnly, OpenAPIDocument, RateLimit
+from serving.online import fail_fast
+from serving.openapi import document
 from serving.requests import Candidate, check_candidates, check_rows
 from serving.settings import ServingSettings
 
@@ -47,6 +49,7 @@ def test_check_rows_builds_columns_in_schema_order(schema):
         ([{"user_id": 1.5, "city": "a"}], 422, "field 'user_id' needs int"),
         ([{"user_id": 1, "city": 3}], 422, "field 'city' needs str"),
         ([{"user_id": 2**63, "city": "a"}], 422, "field 'user_id' needs int"),
+        ([{"user_id": 1, "city": "x" * 201}], 422, "field 'city' needs str (at most 200"),
     ],
 )
 def test_check_rows_names_what_is_wrong(schema, rows, status, message):
@@ -148,3 +151,141 @@ def test_encoder_matches_the_schema_encoding(schema):
     assert x.flags.c_contiguous
     np.testing.assert_array_equal(scoring.Encoder(schema)(frame.to_dict("list"))[0], x)
     assert unknown["city"] == int((frame["city"] == "c").sum())
+
+
+async def _ok_app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _request(middleware, path="/rank", headers=(), method="POST") -> list[dict]:
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "path": path, "method": method, "headers": list(headers)}
+    asyncio.run(middleware(scope, receive, send))
+    return sent
+
+
+def test_rate_limit_lets_a_burst_through_then_429_with_retry_after_then_refills():
+    now = [0.0]
+    limit = RateLimit(_ok_app, rate=10, burst=3, clock=lambda: now[0])
+    assert [_request(limit)[0]["status"] for _ in range(4)] == [200, 200, 200, 429]
+    refused = _request(limit)
+    assert dict(refused[0]["headers"])[b"retry-after"] == b"1"
+    assert b"rate limit of 10 requests/s (burst 3) exceeded" in refused[1]["body"]
+    assert _request(limit, path="/readyz")[0]["status"] == 200  # probes are never limited
+    now[0] = 0.1  # one token back after 1/rate seconds
+    assert [_request(limit)[0]["status"] for _ in range(2)] == [200, 429]
+    assert _request(RateLimit(_ok_app, rate=0, burst=1))[0]["status"] == 200  # 0: off
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        (b"application/json", 200),
+        (b"Application/JSON; charset=utf-8", 200),
+        (b"multipart/form-data", 415),
+        (b"text/plain", 415),
+        (None, 415),
+    ],
+)
+def test_model_routes_take_json_bodies_only(content_type, status):
+    headers = [(b"content-type", content_type)] if content_type else []
+    sent = _request(JSONOnly(_ok_app), headers=headers)
+    assert sent[0]["status"] == status
+    if status == 415:
+        assert b"content-type must be application/json" in sent[1]["body"]
+    assert _request(JSONOnly(_ok_app), path="/metrics", method="GET")[0]["status"] == 200
+
+
+def _generated_document() -> dict:
+    """The parts of BentoML's generated document that `document` rewrites."""
+    body = {"type": "object", "properties": {}}
+    rank_body = {"type": "object", "properties": {"candidates": {"type": "array"}}}
+    predict_body = {"type": "object", "properties": {"rows": {"type": "array"}}}
+
+    def post(schema):
+        return {
+            "post": {
+                "responses": {"200": {}},
+                "requestBody": {"content": {"application/json": {"schema": schema}}},
+            }
+        }
+
+    return {
+        "paths": {
+            "/predict": post(predict_body),
+            "/rank": post(rank_body),
+            "/readyz": {"get": {"responses": {"200": {}}}},
+            "/livez": {"get": {"responses": {"200": {}}}},
+        },
+        "components": {
+            "schemas": {
+                "Candidate": {
+                    "properties": {
+                        "objective": {"type": "string"},
+                        "weight": {"type": "number", "exclusiveMinimum": 0},
+                    }
+                },
+                "Other": body,
+            }
+        },
+    }
+
+
+def test_openapi_document_states_fields_limits_answers_and_statuses(schema):
+    settings = ServingSettings(max_rows=7, max_candidates=9)
+    generated = _generated_document()
+    doc = document(generated, schema, settings)
+    assert generated == _generated_document()  # the input is not modified
+    predict = doc["paths"]["/predict"]["post"]
+    rows = predict["requestBody"]["content"]["application/json"]["schema"]["properties"]["rows"]
+    assert (rows["minItems"], rows["maxItems"]) == (1, 7)
+    row = rows["items"]
+    assert row["required"] == ["user_id", "city"] and row["additionalProperties"] is False
+    assert row["properties"]["user_id"]["type"] == "integer"
+    assert row["properties"]["user_id"]["maximum"] == 2**63 - 1
+    assert row["properties"]["city"] == {"type": "string", "maxLength": 200, "nullable": True}
+    assert predict["requestBody"]["required"] is True
+    for route in ("/predict", "/rank"):
+        responses = doc["paths"][route]["post"]["responses"]
+        assert set(responses) == {"200", "400", "404", "413", "415", "422", "429", "500", "503"}
+    answer = predict["responses"]["200"]["content"]["application/json"]["schema"]
+    probabilities = answer["properties"]["predictions"]["items"]
+    assert probabilities["required"] == list(TASKS)
+    rank = doc["paths"]["/rank"]["post"]
+    candidates = rank["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert candidates["candidates"]["maxItems"] == 9
+    candidate = doc["components"]["schemas"]["Candidate"]["properties"]
+    assert candidate["objective"]["enum"] == list(TASKS)
+    assert candidate["weight"] == {"type": "number", "minimum": 0, "exclusiveMinimum": True}
+    assert "503" in doc["paths"]["/readyz"]["get"]["responses"]
+
+
+def test_openapi_document_middleware_builds_once_and_serves_it():
+    builds = []
+
+    def build():
+        builds.append(1)
+        return {"openapi": "3.0.2"}
+
+    served = OpenAPIDocument(_ok_app, build=build)
+    for _ in range(2):
+        sent = _request(served, path="/docs.json", method="GET")
+        assert sent[0]["status"] == 200 and sent[1]["body"] == b'{"openapi": "3.0.2"}'
+    assert builds == [1]
+    assert _request(served, path="/predict")[1]["body"] == b"ok"
+
+
+def test_the_redis_connection_fails_fast_unless_told_otherwise():
+    assert fail_fast("redis:6379") == (
+        "redis:6379,retry=null,socket_connect_timeout=0.5,socket_timeout=1"
+    )
+    given = fail_fast("redis:6379,password=x,socket_timeout=5")
+    assert given == "redis:6379,password=x,socket_timeout=5,retry=null,socket_connect_timeout=0.5"

@@ -1,0 +1,153 @@
+"""The service's OpenAPI document, made to say everything a client can rely on.
+
+BentoML generates the document from the API signatures, so it cannot know the rows' fields (they
+come from the model's schema), the request limits (from settings), the answers' shapes (the APIs
+return ready responses) or the statuses other than 200/400/404/500. This adds them, so a client
+generated from /docs.json, and a fuzzer checking answers against it, see the real contract.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aitm.schema import FeatureSchema
+from serving.requests import INT64, MAX_STRING
+from serving.settings import ServingSettings
+
+ERROR_SCHEMA = "Error"
+ERROR_STATUSES = {
+    "400": "Malformed JSON, or a body not matching the request model (`detail` lists the "
+    "validation errors)",
+    "404": "A user or ad without features in the online store",
+    "413": "Body, rows or candidates over the service's limits",
+    "422": "A well-formed request the model cannot take: unknown or missing field, a value of "
+    "the wrong type or too long, an unknown objective",
+    "415": "A body that is not `application/json`",
+    "429": "Over the request rate limit: retry after the Retry-After header's seconds",
+    "500": "An internal error (a bug: please report it)",
+    "503": "The online store or the model cannot answer now: retry later",
+}
+
+
+def _error_responses() -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+    return {
+        status: {"description": text, "content": {"application/json": {"schema": ref}}}
+        for status, text in ERROR_STATUSES.items()
+    }
+
+
+def _probabilities(tasks: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": tasks,
+        "additionalProperties": False,
+        "properties": {t: {"type": "number", "minimum": 0, "maximum": 1} for t in tasks},
+    }
+
+
+def _predict_answer(tasks: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["request_id", "model_version", "tasks", "predictions"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "model_version": {"type": "string"},
+            "tasks": {"type": "array", "items": {"type": "string", "enum": tasks}},
+            "predictions": {"type": "array", "items": _probabilities(tasks)},
+        },
+    }
+
+
+def _rank_answer(tasks: list[str]) -> dict[str, Any]:
+    candidate = {
+        "type": "object",
+        "required": ["ad_id", "objective", "weight", "score", "probabilities"],
+        "properties": {
+            "ad_id": {"type": "integer"},
+            "objective": {"type": "string", "enum": tasks},
+            "weight": {"type": "number"},
+            "score": {"type": "number", "minimum": 0},
+            "probabilities": _probabilities(tasks),
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["request_id", "model_version", "monotone", "candidates"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "model_version": {"type": "string"},
+            "monotone": {"type": "boolean"},
+            "candidates": {"type": "array", "items": candidate},
+        },
+    }
+
+
+def _row(schema: FeatureSchema) -> dict[str, Any]:
+    integer = {"type": "integer", "minimum": -INT64, "maximum": INT64 - 1, "nullable": True}
+    string = {"type": "string", "maxLength": MAX_STRING, "nullable": True}
+    return {
+        "type": "object",
+        "description": "Raw feature values; an unseen value is scored as unknown, null too",
+        "required": schema.field_names,
+        "additionalProperties": False,
+        "properties": {
+            f.name: dict(integer if f.dtype == "int" else string) for f in schema.fields
+        },
+    }
+
+
+def _openapi_30_bounds(node: Any) -> None:
+    """Pydantic writes JSON Schema 2020 exclusive bounds (`exclusiveMinimum: 0`); OpenAPI 3.0
+    wants `minimum: 0, exclusiveMinimum: true`. Rewrite them in place."""
+    if isinstance(node, dict):
+        for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            value = node.get(bound)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                node[plain], node[bound] = value, True
+        for child in node.values():
+            _openapi_30_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _openapi_30_bounds(child)
+
+
+def document(
+    generated: dict[str, Any], schema: FeatureSchema, settings: ServingSettings
+) -> dict[str, Any]:
+    """BentoML's generated document (`Service.openapi_spec.asdict()`) with the model's fields,
+    the limits, the answers' shapes and every status the model routes answer with."""
+    doc = copy.deepcopy(generated)
+    _openapi_30_bounds(doc)
+    tasks = list(schema.tasks)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas[ERROR_SCHEMA] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string", "description": "what was wrong"},
+            "request_id": {"type": "string"},
+            "detail": {"description": "BentoML's validation errors (400 only)"},
+        },
+    }
+    schemas["Candidate"]["properties"]["objective"]["enum"] = tasks
+    answers = {"/predict": _predict_answer(tasks), "/rank": _rank_answer(tasks)}
+    for route, answer in answers.items():
+        operation = doc["paths"][route]["post"]
+        operation["responses"] = {
+            "200": {"description": "Successful Response",
+                    "content": {"application/json": {"schema": answer}}},
+            **_error_responses(),
+        }  # fmt: skip
+        operation["requestBody"]["required"] = True
+    request = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    rows = request["schema"]["properties"]["rows"]
+    rows.update(minItems=1, maxItems=settings.max_rows, items=_row(schema))
+    request = doc["paths"]["/rank"]["post"]["requestBody"]["content"]["application/json"]
+    candidates = request["schema"]["properties"]["candidates"]
+    candidates.update(minItems=1, maxItems=settings.max_candidates)
+    doc["paths"]["/readyz"]["get"]["responses"]["503"] = {
+        "description": "Not ready: the online store cannot be reached"
+    }
+    return doc

@@ -1,0 +1,105 @@
+"""Faults around a real server: the prediction log's folder unusable, a request flood."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from serving.prediction_log import read_log
+from tests.integration.serving_server import running_server, serving_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RATE, BURST = 20, 10
+
+
+@pytest.fixture(scope="module")
+def server(serving_model, serving_repo, tmp_path_factory):
+    """Log files rotated every 0.3 s (so a broken folder shows at once), a low rate limit."""
+    tmp = tmp_path_factory.mktemp("faults-run")
+    env = serving_env(
+        serving_model.home, serving_repo[0], tmp / "logs",
+        AITM_LOG_MAX_SECONDS="0.3", AITM_RATE_LIMIT_RPS=str(RATE),
+        AITM_RATE_LIMIT_BURST=str(BURST),
+    )  # fmt: skip
+    with running_server(env, tmp / "server.log") as client:
+        client.log_dir = tmp / "logs"
+        yield client
+
+
+def _write_errors(client) -> float:
+    metrics = client.get("/metrics").text
+    found = re.search(r'aitm_prediction_log_failures_total\{reason="write_error"\} (\S+)', metrics)
+    assert found, metrics[-2000:]
+    return float(found.group(1))
+
+
+def _rank(client, ids, n: int, pause_s: float = 0.15) -> list[str]:
+    users, ads = ids
+    body = {
+        "user_id": users[0],
+        "context": {"position": 1, "hour": 12, "channel": "feed"},
+        "candidates": [{"ad_id": a, "weight": 1.0, "objective": "click"} for a in ads[:5]],
+    }
+    request_ids = []
+    for _ in range(n):
+        response = client.post("/rank", json=body)
+        assert response.status_code == 200, response.text
+        request_ids.append(response.json()["request_id"])
+        time.sleep(pause_s)  # under the rate limit
+    return request_ids
+
+
+def _wait_for(predicate, timeout_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_an_unusable_log_folder_fails_no_request_is_counted_and_recovers(server, serving_ids):
+    log_dir = server.log_dir
+    before = _rank(server, serving_ids, 5)
+    assert _wait_for(lambda: set(before) <= {r["request_id"] for r in read_log(log_dir)})
+    assert _write_errors(server) == 0
+
+    # Root ignores permission bits, so the folder is made unusable outright: moved away and
+    # replaced by a plain file. The next rotation (0.3 s) cannot create a log file there.
+    shutil.move(log_dir, log_dir.with_name("logs-moved"))
+    log_dir.write_text("not a folder")
+    try:
+        during = _rank(server, serving_ids, 10)  # every request still answered 200
+        assert _wait_for(lambda: _write_errors(server) > 0)
+    finally:
+        log_dir.unlink()
+        shutil.move(log_dir.with_name("logs-moved"), log_dir)
+    failed = _write_errors(server)
+    assert failed <= len(during) * 5  # counted in records, never more than were sent
+
+    after = _rank(server, serving_ids, 5)
+    assert _wait_for(lambda: set(after) <= {r["request_id"] for r in read_log(log_dir)})
+    assert _write_errors(server) == failed  # recovered: no new failures
+    assert server.get("/readyz").status_code == 200
+
+
+def test_a_flood_beyond_the_rate_limit_gets_429_with_retry_after_and_probes_still_answer(server):
+    time.sleep(1)  # a full bucket
+    body = {"rows": []}  # refused after the limiter: cheap, so the flood is the limiter's
+    url = str(server.base_url).rstrip("/")
+    with httpx.Client(base_url=url, timeout=30) as client, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.post("/predict", json=body), range(60)))
+        readyz = client.get("/readyz")
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(429) >= 60 - BURST - RATE * 3, statuses  # the flood took < 3 s
+    assert set(statuses) <= {422, 429}, statuses
+    limited = next(a for a in answers if a.status_code == 429)
+    assert int(limited.headers["retry-after"]) >= 1
+    assert f"rate limit of {RATE} requests/s (burst {BURST}) exceeded" in limited.json()["error"]
+    assert readyz.status_code == 200  # probes are never limited
