@@ -45,9 +45,12 @@ def _sha256(path: Path) -> str:
 def save_artifact(
     result: TrainResult, out_dir: str | Path, metrics: dict[str, Any] | None = None
 ) -> Path:
-    """Write the artifact atomically; an existing folder at `out_dir` is replaced."""
+    """Write the artifact atomically; an existing folder at `out_dir` is replaced. A write that
+    was killed leaves only a hidden `.<name>.*` temporary folder, removed by the next save."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         torch.save(result.model.state_dict(), tmp / WEIGHTS)
