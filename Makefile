@@ -8,7 +8,7 @@ ROWS   ?= 1000000
 MODEL  ?= artifacts/model
 
 .PHONY: install system-deps run train serve test lint secret-scan audit bench clean k8s-render \
-	pipeline-compile pipeline-submit replay monitor dashboard
+	pipeline-compile pipeline-submit replay monitor dashboard fuzz soak
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -91,6 +91,18 @@ bench: install system-deps
 	$(BIN)/python benchmarks/simulate_memory.py
 	$(BIN)/python benchmarks/features_bench.py
 	$(BIN)/python benchmarks/monitoring_bench.py
+
+# Reliability against `make serve` in another shell (the CI forms are in tests/reliability).
+# FUZZ: schemathesis, every check, all phases; SOAK: /rank + /predict at fixed rates, memory.
+SERVE_URL = http://127.0.0.1:$(or $(PORT),3000)
+fuzz: install
+	$(BIN)/python -m tests.reliability.api_fuzz --url $(SERVE_URL) \
+		--feast-repo artifacts/pipeline/feature_repo --examples 1000 --max-time 600
+
+soak: install
+	$(BIN)/python benchmarks/soak.py --url $(SERVE_URL) --feast-repo artifacts/pipeline/feature_repo \
+		--pid $$(pgrep -of "bentoml serve serving.service:AITMService") --minutes $(or $(MINUTES),10) \
+		--json artifacts/soak.json
 
 k8s-render:
 	kubectl kustomize k8s/overlays/$(or $(ENV),local)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,3 +78,23 @@ def running_server(
             yield client
     finally:
         stop(process)
+
+
+@contextmanager
+def model_server(serving_model, feast_repo: Path, tmp: Path, **extra: str):
+    """`running_server` of the tiny served model (tests' `serving_model`) with its prediction
+    log under `tmp/logs` (`client.log_dir`); `extra` are more environment settings."""
+    env = serving_env(serving_model.home, feast_repo, tmp / "logs", **extra)
+    with running_server(env, tmp / "server.log") as client:
+        client.log_dir = tmp / "logs"
+        yield client
+
+
+def eventually(predicate, timeout_s: float = 20.0, every_s: float = 0.2) -> bool:
+    """True as soon as `predicate()` is; False if it never was within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every_s)
+    return False

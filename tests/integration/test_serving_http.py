@@ -14,7 +14,13 @@ import pytest
 from aitm.checkpoint import Predictor
 from features.fields import model_fields
 from serving.prediction_log import read_log
-from tests.integration.serving_server import running_server, serving_env, start, stop
+from tests.integration.serving_server import (
+    model_server,
+    running_server,
+    serving_env,
+    start,
+    stop,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,11 +34,8 @@ def feast_repo(serving_repo):
 
 @pytest.fixture(scope="module")
 def server(serving_model, feast_repo, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serving-run")
-    env = serving_env(serving_model.home, feast_repo[0], tmp / "logs")
-    with running_server(env, tmp / "server.log") as client:
-        client.log_dir = tmp / "logs"
-        yield client
+    with model_server(serving_model, feast_repo[0], tmp_path_factory.mktemp("serving-run")) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

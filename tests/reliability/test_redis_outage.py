@@ -17,22 +17,13 @@ from features.redis_server import free_port, start_redis, stop_redis
 from features.store import REDIS_ENV, apply, materialize, open_store
 from serving.prediction_log import read_log
 from tests.conftest import copy_repo
-from tests.integration.serving_server import running_server, serving_env
+from tests.integration.serving_server import eventually, running_server, serving_env
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH"),
 ]
-
-
-def _wait_for(predicate, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return False
 
 
 class Load:
@@ -95,21 +86,21 @@ def test_redis_killed_under_load_gives_503_and_unready_then_recovers_losing_no_l
             serving_model.home, repo, log_dir, AITM_FEAST_ONLINE="redis", **{REDIS_ENV: connection}
         )
         with running_server(env, tmp_path / "server.log") as client, Load(client, body) as load:
-            assert _wait_for(lambda: load.count(200) >= 20)
+            assert eventually(lambda: load.count(200) >= 20)
 
             redis.kill()  # SIGKILL, mid-load
             redis.wait(timeout=10)
-            assert _wait_for(lambda: load.count(503) >= 5)
-            assert _wait_for(lambda: client.get("/readyz").status_code == 503)
+            assert eventually(lambda: load.count(503) >= 5)
+            assert eventually(lambda: client.get("/readyz").status_code == 503)
             assert client.get("/livez").status_code == 200  # alive: no restart wanted
             metrics = client.get("/metrics").text
             assert "aitm_online_store_errors_total" in metrics
             assert "aitm_online_store_errors_total 0.0" not in metrics
 
             redis = start_redis(port, data_dir=data_dir)  # the same data, from its file
-            assert _wait_for(lambda: client.get("/readyz").status_code == 200)
+            assert eventually(lambda: client.get("/readyz").status_code == 200)
             recovered = load.count(200)
-            assert _wait_for(lambda: load.count(200) >= recovered + 20)
+            assert eventually(lambda: load.count(200) >= recovered + 20)
             assert client.process.poll() is None  # the same server process throughout
 
         statuses = {s for s, _, _ in load.answers}
@@ -117,7 +108,7 @@ def test_redis_killed_under_load_gives_503_and_unready_then_recovers_losing_no_l
         errors = {e for s, _, e in load.answers if s == 503}
         assert all("online feature store unavailable" in e for e in errors), errors
         served = {r for s, r, _ in load.answers if s == 200}
-        assert _wait_for(lambda: served <= {r["request_id"] for r in read_log(log_dir)})
+        assert eventually(lambda: served <= {r["request_id"] for r in read_log(log_dir)})
         logged = [r for r in read_log(log_dir) if r["request_id"] in served]
         assert len(logged) == len(served) * len(ads)  # every candidate row of every success
     finally:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from serving.prediction_log import read_log
-from tests.integration.serving_server import running_server, serving_env
+from tests.integration.serving_server import eventually, model_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,14 +21,11 @@ RATE, BURST = 20, 10
 @pytest.fixture(scope="module")
 def server(serving_model, serving_repo, tmp_path_factory):
     """Log files rotated every 0.3 s (so a broken folder shows at once), a low rate limit."""
-    tmp = tmp_path_factory.mktemp("faults-run")
-    env = serving_env(
-        serving_model.home, serving_repo[0], tmp / "logs",
+    with model_server(
+        serving_model, serving_repo[0], tmp_path_factory.mktemp("faults-run"),
         AITM_LOG_MAX_SECONDS="0.3", AITM_RATE_LIMIT_RPS=str(RATE),
         AITM_RATE_LIMIT_BURST=str(BURST),
-    )  # fmt: skip
-    with running_server(env, tmp / "server.log") as client:
-        client.log_dir = tmp / "logs"
+    ) as client:  # fmt: skip
         yield client
 
 
@@ -55,19 +52,10 @@ def _rank(client, ids, n: int, pause_s: float = 0.15) -> list[str]:
     return request_ids
 
 
-def _wait_for(predicate, timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_an_unusable_log_folder_fails_no_request_is_counted_and_recovers(server, serving_ids):
     log_dir = server.log_dir
     before = _rank(server, serving_ids, 5)
-    assert _wait_for(lambda: set(before) <= {r["request_id"] for r in read_log(log_dir)})
+    assert eventually(lambda: set(before) <= {r["request_id"] for r in read_log(log_dir)})
     assert _write_errors(server) == 0
 
     # Root ignores permission bits, so the folder is made unusable outright: moved away and
@@ -76,7 +64,7 @@ def test_an_unusable_log_folder_fails_no_request_is_counted_and_recovers(server,
     log_dir.write_text("not a folder")
     try:
         during = _rank(server, serving_ids, 10)  # every request still answered 200
-        assert _wait_for(lambda: _write_errors(server) > 0)
+        assert eventually(lambda: _write_errors(server) > 0)
     finally:
         log_dir.unlink()
         shutil.move(log_dir.with_name("logs-moved"), log_dir)
@@ -84,7 +72,7 @@ def test_an_unusable_log_folder_fails_no_request_is_counted_and_recovers(server,
     assert failed <= len(during) * 5  # counted in records, never more than were sent
 
     after = _rank(server, serving_ids, 5)
-    assert _wait_for(lambda: set(after) <= {r["request_id"] for r in read_log(log_dir)})
+    assert eventually(lambda: set(after) <= {r["request_id"] for r in read_log(log_dir)})
     assert _write_errors(server) == failed  # recovered: no new failures
     assert server.get("/readyz").status_code == 200
 
