@@ -35,11 +35,6 @@ class GBDTConfig:
     seed: int = 0
     num_threads: int = 0  # 0: LightGBM's default (all cores); set it for repeatable timing
 
-    @property
-    def deterministic(self) -> bool:
-        """No row or column sampling: every seed trains the same model."""
-        return self.subsample == 1.0 and self.colsample_bytree == 1.0
-
     def __post_init__(self) -> None:
         if self.learning_rate <= 0 or self.num_leaves < 2 or self.max_rounds < 1:
             raise ValueError(

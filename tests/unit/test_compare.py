@@ -69,14 +69,3 @@ def test_a_split_folder_without_test_is_refused(tmp_path):
     argv = ["--data", str(tmp_path / "data"), "--models", "mlp", "--out", str(tmp_path / "o")]
     with pytest.raises(DataError, match="needs train/, val/ and test/"):
         compare.main(argv)
-
-
-def test_lightgbm_without_bagging_is_trained_once_whatever_the_seeds(tmp_path):
-    pytest.importorskip("lightgbm")
-    from aitm.gbdt import GBDTConfig
-
-    assert GBDTConfig().deterministic and not GBDTConfig(subsample=0.8).deterministic
-    argv = ["--rows", "3000", "--seeds", "3", "--threads", "1", "--models", "lightgbm"]
-    compare.main([*argv, "--out", str(tmp_path)])
-    runs = json.loads((tmp_path / "compare.json").read_text())["runs"]
-    assert [(r["model"], r["seed"]) for r in runs] == [("lightgbm", 0)]
