@@ -19,7 +19,8 @@ when the config has none): the last 10% is the test split, the 10% before it val
 
 Writes to --out: compare.md (the table), compare.json (every run), compare_auc.png (AUC per task
 and model, mean and std over seeds) and runs.jsonl, one line per finished run: rerunning the
-same command into the same folder reuses those runs, so an interrupted comparison resumes.
+same command into the same folder reuses those runs, so an interrupted comparison resumes
+(and commands with different --models can share a folder and run side by side).
 Seeds vary model initialisation and batch order; the data stay the same.
 """
 
@@ -332,10 +333,10 @@ def main(argv: list[str] | None = None) -> Path:
         file=sys.stderr,
     )
     runs_log = args.out / "runs.jsonl"
-    finished = _finished_runs(runs_log, splits.source)
     runs: list[Run] = []
     for name in args.models:
         for seed in range(args.seeds):
+            finished = _finished_runs(runs_log, splits.source)  # read again: runs may share it
             if (name, seed) in finished:
                 runs.append(finished[name, seed])
                 print(f"{name} seed {seed}: reused from {runs_log}", file=sys.stderr)
