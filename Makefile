@@ -100,7 +100,7 @@ fuzz: install
 		--feast-repo artifacts/pipeline/feature_repo --examples 1000 --max-time 600
 
 soak: install
-	$(BIN)/python benchmarks/soak.py --url $(SERVE_URL) --feast-repo artifacts/pipeline/feature_repo \
+	$(BIN)/python -m benchmarks.soak --url $(SERVE_URL) --feast-repo artifacts/pipeline/feature_repo \
 		--pid $$(pgrep -of "bentoml serve serving.service:AITMService") --minutes $(or $(MINUTES),10) \
 		--json artifacts/soak.json
 

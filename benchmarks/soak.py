@@ -1,7 +1,7 @@
 """Soak: /rank and /predict together at fixed rates for a bounded time, against a running server.
 
     make serve &     # or any AITM server; --pid is its `bentoml serve` process
-    PYTHONPATH=src:. python benchmarks/soak.py --url http://127.0.0.1:3000 \
+    python -m benchmarks.soak --url http://127.0.0.1:3000 \
         --feast-repo artifacts/pipeline/feature_repo --pid $(pgrep -f "bentoml serve" | head -1) \
         --minutes 10 --rank-rate 100 --predict-rate 20
 
