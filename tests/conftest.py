@@ -108,9 +108,7 @@ def serving_repo(serving_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def serving_ids(serving_repo) -> tuple[list[int], list[int]]:
     """Three users and fifty ads with online features."""
-    from features.fields import AD, USER
+    from benchmarks.serving_bench import feast_ids
 
-    repo = serving_repo[0]
-    users = pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].unique()
-    ads = pd.read_parquet(repo / "data" / AD.snapshot_file)[AD.key].unique()
+    users, ads = feast_ids(serving_repo[0])
     return [int(u) for u in users[:3]], [int(a) for a in ads[:50]]

@@ -24,7 +24,7 @@ class GBDTConfig:
     max_rounds: int = 1000
     early_stopping_rounds: int = 50
     min_child_samples: int = 20  # LightGBM's default
-    subsample: float = 1.0  # bagging off (LightGBM's default); the seed still moves the binning
+    subsample: float = 1.0  # bagging off (LightGBM's default); seeds still differ (1M rows)
     colsample_bytree: float = 1.0
     reg_lambda: float = 0.0
     # LightGBM's defaults for categorical splits, written out so the table says what ran.

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pandas as pd
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
@@ -42,11 +41,10 @@ class FuzzResult:
 
 def known_ids(feast_repo: Path, n: int = 20) -> tuple[list[int], list[int]]:
     """Some users and ads that have online features: the first of the Feast sources."""
-    from features.fields import AD, USER
+    from benchmarks.serving_bench import feast_ids
 
-    users = pd.read_parquet(feast_repo / "data" / USER.snapshot_file)[USER.key].unique()[:n]
-    ads = pd.read_parquet(feast_repo / "data" / AD.snapshot_file)[AD.key].unique()[:n]
-    return [int(u) for u in users], [int(a) for a in ads]
+    users, ads = feast_ids(feast_repo)
+    return [int(u) for u in users[:n]], [int(a) for a in ads[:n]]
 
 
 def fuzz_document(url: str, users: list[int], ads: list[int]) -> dict:
