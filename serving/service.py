@@ -10,6 +10,7 @@ and /rank requests share model calls; no model route is exposed besides /predict
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 import uuid
@@ -63,6 +64,7 @@ warnings.filterwarnings(
 # A request holds at most max_rows / max_candidates rows (<= the batch size).
 MAX_BATCH_SIZE = 2048
 MAX_WAITING_ROWS = 4 * MAX_BATCH_SIZE
+INLINE_ROWS = 256
 _SETTINGS = ServingSettings.from_env()
 # Resolved and checksum-verified when the module is imported, on purpose: `bentoml serve` then
 # exits at once with the ArtifactError (a failing worker would only be respawned), and
@@ -94,6 +96,7 @@ def _error(exc: Exception, status: int, request_id: str) -> JSONResponse:
     workers=_SETTINGS.workers,
     traffic={"timeout": 30},
     logging={"access": {"enabled": _SETTINGS.access_log}},
+    tracing={"excluded_urls": [] if _SETTINGS.tracing else ["/predict", "/rank"]},
 )
 class AITMService:
     model_ref = bentoml.models.BentoModel(_MODEL_TAG)
@@ -120,6 +123,7 @@ class AITMService:
             forward,
             max_rows=MAX_BATCH_SIZE,
             max_waiting_rows=MAX_WAITING_ROWS,
+            inline_rows=INLINE_ROWS if self.settings.torchscript else 0,
         )
         if set(Context.model_fields) != set(context_fields()):
             raise RuntimeError(f"/rank context {list(Context.model_fields)} != {context_fields()}")
@@ -138,6 +142,11 @@ class AITMService:
                     reason=reason
                 ).inc(n),
             )
+        # Everything loaded so far (torch, Feast, BentoML, the model: ~300,000 objects) lives as
+        # long as the process. Frozen, the collector skips it; a full collection walked it all,
+        # a pause of every request in flight (167 ms measured with these imports).
+        gc.collect()
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         return self.store.ping()

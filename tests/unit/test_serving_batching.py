@@ -92,3 +92,22 @@ def test_a_request_larger_than_a_batch_is_an_error():
         asyncio.run(batcher(np.zeros((3, 1))))
     with pytest.raises(ValueError, match="max_rows"):
         MicroBatcher(SlowModel(0), max_rows=4, max_waiting_rows=2)
+
+
+def test_small_batches_run_on_the_event_loop_and_large_ones_in_a_worker_thread():
+    import threading
+
+    threads: list[tuple[int, bool]] = []
+
+    def model(x: np.ndarray) -> np.ndarray:
+        threads.append((len(x), threading.current_thread() is threading.main_thread()))
+        return x.astype(np.float64)
+
+    batcher = MicroBatcher(model, max_rows=64, max_waiting_rows=256, inline_rows=8)
+
+    async def main():
+        await batcher(np.zeros((8, 2)))
+        await batcher(np.zeros((9, 2)))
+
+    asyncio.run(main())
+    assert threads == [(8, True), (9, False)]
