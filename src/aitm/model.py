@@ -89,7 +89,7 @@ def relu_dropout(
     """
     drop = round(p * 128)
     if not training or p == 0.0:
-        return F.relu(x)
+        return F.relu(x, inplace=True)
     if not 0 < drop < 128:  # p < 1/256 would round to no dropout, p > 255/256 to all
         return F.dropout(F.relu(x), p, training)
     return _ReluDropout.apply(x, drop, masks)
@@ -189,10 +189,17 @@ class AdaptiveInformationTransfer(nn.Module):
         self.key = nn.Linear(dim, dim, bias=False)
         self.value = nn.Linear(dim, dim, bias=False)
 
-    def project(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(..., d) -> the score <h1(u), h2(u)> / sqrt(d) (...) and the value h3(u) (..., d)."""
-        qkv = torch.cat((self.query.weight, self.key.weight, self.value.weight)).t()
-        q, k, v = (u @ qkv).split(self.dim, dim=-1)  # one product for the three maps
+    def stacked_weight(self) -> torch.Tensor:
+        """(d, 3d): the query, key and value maps side by side, for one product."""
+        return torch.cat((self.query.weight, self.key.weight, self.value.weight)).t()
+
+    def project(
+        self, u: torch.Tensor, qkv: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(..., d) -> the score <h1(u), h2(u)> / sqrt(d) (...) and the value h3(u) (..., d).
+        `qkv` is `stacked_weight()`, when the caller projects several vectors."""
+        qkv = self.stacked_weight() if qkv is None else qkv
+        q, k, v = (u @ qkv).split(self.dim, dim=-1)
         return (q * k).sum(-1) / math.sqrt(self.dim), v
 
     @staticmethod
@@ -259,10 +266,11 @@ class AITM(nn.Module):
             return self.heads(q)
         if self.transfer_mode == "probability":
             return self._forward_probability_transfer(q)
-        own_scores, own_values = self.ait.project(q[1:])  # every task's q_t in one product
+        qkv = self.ait.stacked_weight()
+        own_scores, own_values = self.ait.project(q[1:], qkv)  # every q_t in one product
         z = [q[0]]
         for t in range(1, self.num_tasks):
-            transferred = self.ait.project(self.transfer[t - 1](z[-1]))
+            transferred = self.ait.project(self.transfer[t - 1](z[-1]), qkv)
             z.append(self.ait.combine(transferred, (own_scores[t - 1], own_values[t - 1])))
         return self.heads(torch.stack(z))
 

@@ -185,7 +185,8 @@ def train_encoded(
         start = time.perf_counter()
         for step in range(steps):
             idx = order[step * local_batch : (step + 1) * local_batch]
-            parts = aitm_loss(net(x.index_select(0, idx)), y[idx], config.loss.calibrator_weight)
+            labels = y.index_select(0, idx)
+            parts = aitm_loss(net(x.index_select(0, idx)), labels, config.loss.calibrator_weight)
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             optimizer.step()
