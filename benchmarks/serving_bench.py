@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from aitm.checkpoint import Predictor
+from features.build import source_ids
 from features.fields import AD, USER, model_fields
 from serving.compiled import traced_forward
 
@@ -98,13 +99,6 @@ def forward_ms(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, repea
     return float(np.median(times))
 
 
-def feast_ids(repo: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The users and ads of a Feast repo's sources (each has online features once materialized)."""
-    users = pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].unique()
-    ads = pd.read_parquet(repo / "data" / AD.snapshot_file)[AD.key].unique()
-    return users, ads
-
-
 def request_frame(repo: Path, n: int = 1_000) -> pd.DataFrame:
     """Raw /predict rows: real users and ads with their attributes as the store holds them."""
     user_rows = pd.read_parquet(repo / "data" / USER.snapshot_file).drop_duplicates(USER.key)
@@ -158,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
 
     repo = Path(args.feast_repo)
-    users, ads = feast_ids(repo)
+    users, ads = source_ids(repo)
     predictor = Predictor.load(args.model_dir)
     torch.set_num_threads(1)  # as the server runs it (AITM_TORCHSCRIPT, AITM_TORCH_THREADS)
     forward = traced_forward(predictor, 2_048)

@@ -28,7 +28,8 @@ import httpx
 import numpy as np
 import psutil
 
-from benchmarks.serving_bench import feast_ids, rank_body_maker, request_frame
+from benchmarks.serving_bench import rank_body_maker, request_frame
+from features.build import source_ids
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def streams_for(
 ) -> list[Stream]:
     """A /rank stream (50 candidates of real ads for real users) and a /predict stream; the
     objectives are the served model's tasks."""
-    users, ads = feast_ids(repo)
+    users, ads = source_ids(repo)
     rows = json.loads(request_frame(repo).to_json(orient="records"))
     answer = client.post("/predict", json={"rows": rows[:1]})
     answer.raise_for_status()

@@ -15,10 +15,12 @@ import pandas as pd
 
 from aitm.data import DataError, read_table, split_paths
 from features.fields import (
+    AD,
     ENTITIES,
     IMPRESSIONS_FILE,
     ROW_ID,
     TIMESTAMP,
+    USER,
     EntitySpec,
     impression_columns,
     is_int,
@@ -169,3 +171,12 @@ def build_sources(data: str | Path, repo: str | Path) -> BuildSummary:
         start=impressions[TIMESTAMP].iloc[0],
         end=impressions[TIMESTAMP].iloc[-1],
     )
+
+
+def source_ids(repo: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The users and ads of a repo's snapshot sources (each has online features once
+    materialized), in first-seen order."""
+    data = Path(repo) / DATA_DIR
+    users = pd.read_parquet(data / USER.snapshot_file, columns=[USER.key])[USER.key].unique()
+    ads = pd.read_parquet(data / AD.snapshot_file, columns=[AD.key])[AD.key].unique()
+    return users, ads

@@ -108,7 +108,7 @@ def serving_repo(serving_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def serving_ids(serving_repo) -> tuple[list[int], list[int]]:
     """Three users and fifty ads with online features."""
-    from benchmarks.serving_bench import feast_ids
+    from features.build import source_ids
 
-    users, ads = feast_ids(serving_repo[0])
+    users, ads = source_ids(serving_repo[0])
     return [int(u) for u in users[:3]], [int(a) for a in ads[:50]]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
+from features.build import source_ids
 from features.fields import AD, USER
 from features.online import MissingEntityError, OnlineFeatureReader, reference_columns
 
@@ -22,8 +21,8 @@ def _outcome(lookup, user_id: int, ad_ids: list[int]):
 
 def assert_reader_matches_get_online_features(store, repo: Path) -> None:
     """Present and missing users and ads: the same values and the same missing ids."""
-    users = pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].unique()
-    ads = [int(a) for a in pd.read_parquet(repo / "data" / AD.snapshot_file)[AD.key].unique()]
+    users, ad_ids = source_ids(repo)
+    ads = [int(a) for a in ad_ids]
     reader = OnlineFeatureReader(store)
 
     def reference(user_id, ad_ids, context):

@@ -7,7 +7,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from features.fields import AD, USER, model_fields
+from features.build import source_ids
+from features.fields import AD, model_fields
 from features.online import MissingEntityError, online_features
 from features.redis_server import local_redis
 from features.store import REDIS_ENV, apply, materialize, open_store
@@ -33,8 +34,8 @@ def redis_store(built_repo):
 
 
 def test_redis_lookup_matches_sqlite(built_repo, redis_store, sqlite_store):
-    ads = pd.read_parquet(built_repo.path / "data" / AD.snapshot_file)[AD.key].unique()[:50]
-    users = pd.read_parquet(built_repo.path / "data" / USER.snapshot_file)[USER.key].unique()
+    users, ads = source_ids(built_repo.path)
+    ads = ads[:50]
     context = {"position": 2, "hour": 8, "channel": "email"}
     for user_id in users[:5]:
         from_redis = online_features(redis_store, int(user_id), ads.tolist(), context)

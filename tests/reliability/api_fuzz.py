@@ -41,9 +41,9 @@ class FuzzResult:
 
 def known_ids(feast_repo: Path, n: int = 20) -> tuple[list[int], list[int]]:
     """Some users and ads that have online features: the first of the Feast sources."""
-    from benchmarks.serving_bench import feast_ids
+    from features.build import source_ids
 
-    users, ads = feast_ids(feast_repo)
+    users, ads = source_ids(feast_repo)
     return [int(u) for u in users[:n]], [int(a) for a in ads[:n]]
 
 
