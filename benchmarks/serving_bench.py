@@ -60,8 +60,9 @@ def run(client: httpx.Client, scenario: Scenario, duration_s: float, max_request
     # server, and building 50-candidate bodies on the fly took CPU the server then lacked.
     bodies = [json.dumps(scenario.body(i)).encode() for i in range(n)]
     headers = {"content-type": "application/json"}
-    # This process holds torch and pandas (~300,000 objects): a full collection of them can pause
-    # every sender for up to ~170 ms, counted as server latency. Frozen, the collector skips them.
+    # This process holds torch and pandas: a full collection of their objects pauses every
+    # sender (167 ms measured with BentoML and Feast loaded too), counted as server latency.
+    # Frozen, the collector skips them.
     gc.collect()
     gc.freeze()
     start = time.perf_counter() + 0.2

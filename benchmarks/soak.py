@@ -161,7 +161,8 @@ def soak(
     with ThreadPoolExecutor(max_workers=64) as pool:
         futures = [pool.submit(one, item) for item in schedule]
         # This process holds torch, pandas and 72,000 queued requests: a full collection of
-        # them paused every sender for 20 to 110 ms (measured), counted as server latency.
+        # them pauses every sender (20 to 110 ms in a measured stand-in), counted as server
+        # latency.
         gc.collect()
         gc.freeze()
         start = time.perf_counter() + 0.5
