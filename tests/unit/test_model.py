@@ -45,6 +45,19 @@ def test_field_embedding_uses_one_row_range_per_field():
     assert out.tolist() == [[0.0, 1.0, 6.0, 7.0], [4.0, 5.0, 12.0, 13.0]]
 
 
+def test_field_embedding_gradient_sums_every_lookup_of_a_row():
+    torch.manual_seed(0)
+    emb = FieldEmbedding([3, 4], dim=2)
+    x = torch.tensor([[0, 1], [2, 1], [0, 3], [0, 1]])
+    upstream = torch.randn(4, 4)
+    (emb(x) * upstream).sum().backward()
+    expected = torch.zeros(7, 2)
+    for row, (a, b) in enumerate(x.tolist()):
+        expected[a] += upstream[row, :2]
+        expected[3 + b] += upstream[row, 2:]
+    assert torch.allclose(emb.table.weight.grad, expected, atol=1e-6)
+
+
 def test_attention_matches_hand_computation():
     torch.manual_seed(0)
     d = 3

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aitm.data import encode
 from aitm.schema import FeatureSchema, build_schema
 
 
@@ -76,3 +77,10 @@ def test_mixed_or_fractional_fields_are_rejected_with_the_field_name():
         build_schema(pd.DataFrame({"f": ["a", 1], "y": [0, 0], "z": [0, 0]}), ["f"], ["y", "z"])
     with pytest.raises(ValueError, match="'g' holds non-integral"):
         build_schema(pd.DataFrame({"g": [0.5, 1.0], "y": [0, 0], "z": [0, 0]}), ["g"], ["y", "z"])
+
+
+def test_encoded_arrays_are_row_major_for_batch_gathers():
+    schema = build_schema(_frame(), ["device", "hour", "city"], ["click", "buy"], min_count=1)
+    data = encode(_frame(), schema)
+    assert data.x.flags.c_contiguous and data.y.flags.c_contiguous
+    assert data.y.tolist() == _frame()[["click", "buy"]].to_numpy(dtype=np.float32).tolist()
