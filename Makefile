@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data/sim
 ROWS   ?= 1000000
 MODEL  ?= artifacts/model
+# The dataset spec every layer takes its names from (README "Your own data").
+DATASET ?= datasets/simulated.yaml
 
 .PHONY: install system-deps run train serve test lint secret-scan audit bench clean k8s-render \
 	pipeline-compile pipeline-submit replay monitor dashboard fuzz soak
@@ -28,10 +30,11 @@ system-deps:
 $(DATA)/oracle.json: | $(STAMP)
 	$(BIN)/aitm simulate --rows $(ROWS) --out $(DATA)
 
-# The main job: simulate (if absent), Feast sources, feast apply + materialize, the Kubeflow
-# pipeline run locally (fetch, validate, train, evaluate + gate, package), then a summary.
-run: install $(DATA)/oracle.json
-	$(BIN)/python -m pipelines main --rows $(ROWS) --data $(DATA) --config pipelines/run.yaml
+# The main job on DATASET: simulate (the default spec, if its table is absent), Feast sources,
+# feast apply + materialize, the Kubeflow pipeline run locally (fetch, validate, train,
+# evaluate + gate, package), then a summary.
+run: install
+	$(BIN)/python -m pipelines main --rows $(ROWS) --dataset $(DATASET) --config pipelines/run.yaml
 
 # The core alone: train and evaluate on the simulated splits.
 train: install $(DATA)/oracle.json
@@ -41,7 +44,7 @@ train: install $(DATA)/oracle.json
 # Serve the model `make run` promoted, with the Feast repo it materialized.
 serve: install
 	BENTOML_HOME=artifacts/bentoml AITM_FEAST_REPO=artifacts/pipeline/feature_repo \
-	AITM_PREDICTION_LOG_DIR=artifacts/predictions \
+	AITM_PREDICTION_LOG_DIR=artifacts/predictions AITM_DATASET=$(DATASET) \
 	$(BIN)/bentoml serve serving.service:AITMService --host 127.0.0.1 --port $(or $(PORT),3000)
 
 # Monitoring (after `make serve` in another shell): replay a clean then a drifted period of
@@ -52,7 +55,7 @@ replay: install
 		--clean-rows 20000 --drift-rows 20000 --labels-dir artifacts/labels --out artifacts/replay.json
 
 monitor: install
-	$(BIN)/python -m monitoring run --log-dir artifacts/predictions --labels-dir artifacts/labels \
+	$(BIN)/python -m monitoring run --dataset $(DATASET) --log-dir artifacts/predictions --labels-dir artifacts/labels \
 		--bentoml-home artifacts/bentoml --workspace $(WORKSPACE) --out artifacts/monitoring \
 		$(or $(WINDOW),--window-hours 24)
 

@@ -181,7 +181,13 @@ def run_lightgbm(splits: Splits, seed: int, threads: int) -> Run:
     config = GBDTConfig(seed=seed, num_threads=threads)
     start = time.perf_counter()
     fit = fit_per_task(
-        splits.tasks, splits.train.x, splits.train.y, splits.val.x, splits.val.y, config
+        splits.tasks,
+        splits.train.x,
+        splits.train.y,
+        splits.val.x,
+        splits.val.y,
+        config,
+        numeric=splits.schema.numeric_positions,
     )
     seconds = time.perf_counter() - start
     ev = evaluate(splits.tasks, splits.test.y, fit.predict_proba(splits.test.x))

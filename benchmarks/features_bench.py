@@ -26,14 +26,18 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from aitm.dataset import load_spec
 from aitm.simulator import SimulationConfig, simulate
 from features.build import build_sources
-from features.fields import AD, ENTITIES, FEATURE_SERVICE, TIMESTAMP, USER
+from features.fields import FeastLayout
 from features.online import OnlineFeatureReader, reference_columns
 from features.retrieval import training_frame
 from features.store import REDIS_ENV, apply, materialize, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
+SPEC = load_spec()  # the simulator's spec (datasets/simulated.yaml)
+LAYOUT = FeastLayout(SPEC)
+USER, AD = LAYOUT.entity("user"), LAYOUT.entity("ad")
 
 
 class PeakRss:
@@ -62,9 +66,10 @@ class PeakRss:
 
 
 def _window(repo: Path) -> tuple[pd.Timestamp, pd.Timestamp]:
+    ts = LAYOUT.timestamp
     times = pd.concat(
-        [pd.read_parquet(repo / "data" / e.snapshot_file, columns=[TIMESTAMP]) for e in ENTITIES]
-    )[TIMESTAMP]
+        [pd.read_parquet(repo / "data" / e.snapshot_file, columns=[ts]) for e in LAYOUT.stored]
+    )[ts]
     return times.min() - pd.Timedelta(seconds=1), times.max() + pd.Timedelta(days=1)
 
 
@@ -80,19 +85,19 @@ def _latency(
     ads = pd.read_parquet(repo / "data" / AD.snapshot_file, columns=[AD.key])[AD.key].unique()
     users = users.unique()
     context = {"position": 1, "hour": 12, "channel": "feed"}
-    reader = OnlineFeatureReader(store, FEATURE_SERVICE)  # resolved once, as a server does
-    service = store.get_feature_service(FEATURE_SERVICE)
+    reader = OnlineFeatureReader(store, SPEC.feature_service, SPEC)  # resolved once, as serving
+    service = store.get_feature_service(SPEC.feature_service)
     paths = {
         "reader": reader.columns,
-        "get_online_features": partial(reference_columns, store, service=service),
+        "get_online_features": partial(reference_columns, store, service=service, spec=SPEC),
     }
     for _ in range(20):  # warm-up: registry load, connections
         for lookup in paths.values():
-            lookup(int(users[0]), ads[:n_ads].tolist(), context)
+            lookup({USER.key: int(users[0])}, ads[:n_ads].tolist(), context)
     timings: dict[str, list[float]] = {name: [] for name in paths}
     cpu: dict[str, list[float]] = {name: [] for name in paths}
     for i in range(lookups):
-        user = int(rng.choice(users))
+        user = {USER.key: int(rng.choice(users))}
         candidates = rng.choice(ads, size=min(n_ads, len(ads)), replace=False).tolist()
         order = list(paths) if i % 2 == 0 else list(paths)[::-1]
         for name in order:
@@ -177,14 +182,14 @@ def _build_and_retrieve(args: argparse.Namespace, sim: Path, repo: Path):
         shutil.rmtree(repo)
     shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
     started = time.perf_counter()
-    summary = build_sources(sim, repo)
+    summary = build_sources(SPEC, repo, sim)
     print(f"build sources: {time.perf_counter() - started:.1f} s ({summary.describe()})")
     started = time.perf_counter()
     apply(repo, "sqlite")
     print(f"feast apply (subprocess): {time.perf_counter() - started:.1f} s")
 
     store = open_store(repo, "sqlite")
-    store.get_feature_service("aitm_v1")
+    store.get_feature_service(SPEC.feature_service)
     with PeakRss() as memory:
         started = time.perf_counter()
         result = training_frame(store, repo, summary.start, summary.end + pd.Timedelta(seconds=1))

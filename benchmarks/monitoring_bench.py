@@ -42,10 +42,10 @@ print(json.dumps({"rows": result.rows, "labelled": result.labelled_rows,
 def generate(rows: int, out: Path) -> tuple[str, str]:
     import pandas as pd
 
-    from aitm.config import SIMULATED_TASKS
     from aitm.simulator import SimulationConfig
     from monitoring.synthetic import (
         Traffic,
+        simulator_spec,
         true_probabilities,
         write_log_files,
         write_true_probability_reference,
@@ -53,7 +53,7 @@ def generate(rows: int, out: Path) -> tuple[str, str]:
 
     config = SimulationConfig(rows=rows)  # the default world of `make run`
     traffic = Traffic(config, seed=11)
-    tasks = list(SIMULATED_TASKS)
+    tasks = list(simulator_spec().tasks)
     reference = traffic.sample(100_000, 27)
     write_true_probability_reference(out / "reference", reference, tasks)
     start = pd.Timestamp(config.start) + pd.Timedelta(days=28)

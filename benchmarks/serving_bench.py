@@ -5,7 +5,10 @@
         --model-dir $BENTOML_HOME/models/aitm/<version> --feast-repo feature_repo \
         --duration 10
 
-For each scenario (/predict with 1 row, /predict with 100 rows, /rank with 50 candidates) it
+Requests are built from the dataset spec the model carries (its entities' keys and context
+fields; ids, attributes and context values from the Feast repo's tables), so any spec's model can
+be measured. For each scenario (/predict with 1 row, /predict with 100 rows, /rank with 50
+candidates) it
 sends requests open-loop at a fixed rate for a bounded duration (and at most --max-requests),
 then prints latency p50/p99/p99.9 (from the scheduled send time, so queueing counts), achieved
 throughput, error counts, and the same model's in-process forward time on the same batch size,
@@ -20,7 +23,7 @@ import gc
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +34,11 @@ import pandas as pd
 import torch
 
 from aitm.checkpoint import Predictor
-from features.build import source_ids
-from features.fields import AD, USER, model_fields
+from aitm.dataset import DatasetSpec
+from features.build import entity_ids
+from features.fields import IMPRESSIONS_FILE, FeastLayout
 from serving.compiled import traced_forward
-
-CONTEXT = {"position": 1, "hour": 12, "channel": "feed"}
+from serving.spec import served_spec
 
 
 @dataclass(frozen=True)
@@ -100,36 +103,70 @@ def forward_ms(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, repea
     return float(np.median(times))
 
 
-def request_frame(repo: Path, n: int = 1_000) -> pd.DataFrame:
-    """Raw /predict rows: real users and ads with their attributes as the store holds them."""
-    user_rows = pd.read_parquet(repo / "data" / USER.snapshot_file).drop_duplicates(USER.key)
-    ad_rows = pd.read_parquet(repo / "data" / AD.snapshot_file).drop_duplicates(AD.key)
-    frame = pd.concat(
-        [
-            user_rows.sample(n, replace=True, random_state=1).reset_index(drop=True),
-            ad_rows.sample(n, replace=True, random_state=2).reset_index(drop=True),
-        ],
-        axis=1,
-    )
-    for name, value in CONTEXT.items():
-        frame[name] = value
-    return frame.loc[:, ~frame.columns.duplicated()][list(model_fields())]
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON values (numpy scalars made plain, NaN made null)."""
+    return json.loads(frame.to_json(orient="records"))
+
+
+def context_rows(repo: Path, spec: DatasetSpec, n: int = 1_000) -> list[dict]:
+    """Request-time values (context and candidate_context fields) of `n` real impressions."""
+    fields = spec.request_fields
+    if not fields:
+        return [{}] * n
+    impressions = pd.read_parquet(repo / "data" / IMPRESSIONS_FILE, columns=fields)
+    return _records(impressions.sample(n, replace=True, random_state=3).reset_index(drop=True))
+
+
+def request_frame(repo: Path, spec: DatasetSpec, n: int = 1_000) -> pd.DataFrame:
+    """Raw /predict rows: real entities with their attributes as the store holds them, and the
+    request-time values of real impressions."""
+    parts = []
+    for seed, entity in enumerate(FeastLayout(spec).entities, start=1):
+        if entity.features:
+            table = pd.read_parquet(repo / "data" / entity.snapshot_file)
+            table = table.drop_duplicates(entity.key)[[entity.key, *entity.features]]
+        else:  # a key without attributes: its ids alone
+            table = pd.DataFrame({entity.key: entity_ids(repo, spec)[entity.name]})
+        parts.append(table.sample(n, replace=True, random_state=seed).reset_index(drop=True))
+    parts.append(pd.DataFrame(context_rows(repo, spec, n)))
+    return pd.concat(parts, axis=1)[list(spec.fields)]
+
+
+def _plain(values: Sequence) -> list:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
 def rank_body_maker(
-    users: np.ndarray, ads: np.ndarray, tasks: list[str], candidates: int = 50
+    spec: DatasetSpec,
+    ids: Mapping[str, Sequence],
+    contexts: list[dict],
+    tasks: list[str],
+    candidates: int = 50,
 ) -> Callable[[int], dict]:
-    """i -> a /rank body: user i (cycled), `candidates` random ads, objectives cycled."""
+    """i -> a /rank body in `spec`'s names: request i's keys (each entity's ids cycled), an
+    impression's context, `candidates` random candidate ids (each with an impression's
+    candidate_context values), objectives cycled. `ids`: entity name -> ids with features."""
     rng = np.random.default_rng(0)
+    keys = {e.key: _plain(ids[name]) for name, e in spec.request_entities.items()}
+    pool = _plain(ids[spec.candidate])
 
     def rank_body(i: int) -> dict:
-        chosen = rng.choice(ads, size=min(candidates, len(ads)), replace=False)
+        chosen = rng.choice(len(pool), size=min(candidates, len(pool)), replace=False)
+        context = contexts[i % len(contexts)]
         return {
-            "user_id": int(users[i % len(users)]),
-            "context": CONTEXT,
+            **{key: values[i % len(values)] for key, values in keys.items()},
+            "context": {name: context[name] for name in spec.context},
             "candidates": [
-                {"ad_id": int(a), "weight": 1.0 + (j % 7), "objective": tasks[j % len(tasks)]}
-                for j, a in enumerate(chosen)
+                {
+                    spec.candidate_entity.key: pool[c],
+                    "weight": 1.0 + (j % 7),
+                    "objective": tasks[j % len(tasks)],
+                    **{
+                        name: contexts[(i + j) % len(contexts)][name]
+                        for name in spec.candidate_context
+                    },
+                }
+                for j, c in enumerate(chosen.tolist())
             ],
         }
 
@@ -153,14 +190,14 @@ def main() -> None:
     args = parser.parse_args()
 
     repo = Path(args.feast_repo)
-    users, ads = source_ids(repo)
     predictor = Predictor.load(args.model_dir)
+    spec = served_spec(predictor.schema, args.model_dir)
     torch.set_num_threads(1)  # as the server runs it (AITM_TORCHSCRIPT, AITM_TORCH_THREADS)
     forward = traced_forward(predictor, 2_048)
     tasks = list(predictor.tasks)
-    frame = request_frame(repo)
-    rows = json.loads(frame.to_json(orient="records"))
-    rank_body = rank_body_maker(users, ads, tasks)
+    frame = request_frame(repo, spec)
+    rows = _records(frame)
+    rank_body = rank_body_maker(spec, entity_ids(repo, spec), context_rows(repo, spec), tasks)
 
     scenarios = [
         Scenario("predict 1 row", "/predict", args.predict_rate, 1,

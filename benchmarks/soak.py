@@ -3,7 +3,10 @@
     make serve &     # or any AITM server; --pid is its `bentoml serve` process
     python -m benchmarks.soak --url http://127.0.0.1:3000 \
         --feast-repo artifacts/pipeline/feature_repo --pid $(pgrep -f "bentoml serve" | head -1) \
-        --minutes 10 --rank-rate 100 --predict-rate 20
+        --minutes 10 --rank-rate 100 --predict-rate 20 [--model-dir $BENTOML_HOME/models/...]
+
+Requests are built from a dataset spec: the served model's (`--model-dir`), else the one the
+Feast repo was built from (its dataset.yaml).
 
 Requests are sent open-loop on a fixed schedule (latency counts from the scheduled time, so
 queueing counts). Every window (60 s by default) it prints the requests, errors and latency
@@ -28,8 +31,11 @@ import httpx
 import numpy as np
 import psutil
 
-from benchmarks.serving_bench import rank_body_maker, request_frame
-from features.build import source_ids
+from aitm.dataset import DatasetSpec
+from benchmarks.serving_bench import context_rows, rank_body_maker, request_frame
+from features.build import entity_ids
+from features.fields import repo_spec
+from serving.spec import artifact_spec
 
 
 @dataclass(frozen=True)
@@ -176,15 +182,22 @@ def soak(
 
 
 def streams_for(
-    client: httpx.Client, repo: Path, rank_rate: float, predict_rate: float, predict_rows: int
+    client: httpx.Client,
+    repo: Path,
+    rank_rate: float,
+    predict_rate: float,
+    predict_rows: int,
+    spec: DatasetSpec | None = None,
 ) -> list[Stream]:
-    """A /rank stream (50 candidates of real ads for real users) and a /predict stream; the
-    objectives are the served model's tasks."""
-    users, ads = source_ids(repo)
-    rows = json.loads(request_frame(repo).to_json(orient="records"))
+    """A /rank stream (50 real candidates for real requests) and a /predict stream, in the
+    names of `spec` (None: the spec the Feast repo was built from); the objectives are the
+    served model's tasks."""
+    spec = spec or repo_spec(repo)
+    rows = json.loads(request_frame(repo, spec).to_json(orient="records"))
     answer = client.post("/predict", json={"rows": rows[:1]})
     answer.raise_for_status()
-    rank_body = rank_body_maker(users, ads, answer.json()["tasks"])
+    contexts = context_rows(repo, spec)
+    rank_body = rank_body_maker(spec, entity_ids(repo, spec), contexts, answer.json()["tasks"])
     n = len(rows) // predict_rows
     predict = [{"rows": rows[i * predict_rows : (i + 1) * predict_rows]} for i in range(n)]
     return [
@@ -198,6 +211,7 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:3000")
     parser.add_argument("--feast-repo", required=True, help="the served Feast repo (ids, rows)")
     parser.add_argument("--pid", type=int, required=True, help="the `bentoml serve` process")
+    parser.add_argument("--model-dir", help="the served model's folder (its spec names requests)")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=60.0, help="seconds per window")
     parser.add_argument("--rank-rate", type=float, default=100.0, help="/rank requests/s")
@@ -209,9 +223,11 @@ def main() -> None:
     with httpx.Client(base_url=args.url, timeout=30, limits=limits) as client:
         if client.get("/readyz").status_code != 200:
             raise SystemExit(f"{args.url}/readyz is not 200: start the server first")
+        spec = artifact_spec(args.model_dir) if args.model_dir else None
         streams = streams_for(
-            client, Path(args.feast_repo), args.rank_rate, args.predict_rate, args.predict_rows
-        )
+            client, Path(args.feast_repo), args.rank_rate, args.predict_rate, args.predict_rows,
+            spec,
+        )  # fmt: skip
         report = soak(
             client, streams, args.minutes * 60, args.window, args.pid,
             on_window=lambda w: print(json.dumps(w.summary()), flush=True),

@@ -24,14 +24,16 @@ def fetch_features(
     eval_start: str,
     eval_end: str,
     feature_service: str,
+    dataset_yaml: str,
     train_data: Output[Dataset],
     eval_data: Output[Dataset],
 ):
     """Training and held-out windows from Feast's offline store, as Parquet."""
     from pipelines import steps
 
+    service = steps.feature_service_of(dataset_yaml, feature_service)
     rows = steps.fetch_windows(feature_repo, (train_start, train_end), (eval_start, eval_end),
-                               train_data.path, eval_data.path, feature_service)  # fmt: skip
+                               train_data.path, eval_data.path, service, dataset_yaml)  # fmt: skip
     train_data.metadata.update(rows=rows["train"], start=train_start, end=train_end)
     eval_data.metadata.update(rows=rows["eval"], start=eval_start, end=eval_end)
 
@@ -44,24 +46,31 @@ def validate_features(
     train_end: str,
     eval_start: str,
     eval_end: str,
+    dataset_yaml: str,
     data_docs: Output[HTML],
 ):
     """Great Expectations on both windows; raises (stopping the pipeline) on failure."""
     from pipelines import steps
 
     summary = steps.validate_windows(train_data.path, eval_data.path, data_docs.path,
-                                     (train_start, train_end), (eval_start, eval_end))  # fmt: skip
+                                     (train_start, train_end), (eval_start, eval_end),
+                                     dataset_yaml)  # fmt: skip
     data_docs.metadata.update(success=summary["success"], index="index.html")
 
 
 @dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)
 def train_model(
-    train_data: Input[Dataset], config_yaml: str, nproc_per_node: int, model: Output[Model]
+    train_data: Input[Dataset],
+    config_yaml: str,
+    dataset_yaml: str,
+    nproc_per_node: int,
+    model: Output[Model],
 ):
-    """Train AITM and write the self-describing artifact folder."""
+    """Train AITM and write the self-describing artifact folder (the spec inside)."""
     from pipelines import steps
 
-    summary = steps.train_model(config_yaml, train_data.path, model.path, nproc_per_node)
+    summary = steps.train_model(config_yaml, train_data.path, model.path, nproc_per_node,
+                                dataset_yaml)  # fmt: skip
     model.metadata.update(best_epoch=summary["best_epoch"], train_rows=summary["train_rows"])
 
 
@@ -70,6 +79,7 @@ def evaluate_model(
     model: Input[Model],
     eval_data: Input[Dataset],
     config_yaml: str,
+    dataset_yaml: str,
     bentoml_home: str,
     oracle_data: str,
     eval_start: str,
@@ -84,7 +94,7 @@ def evaluate_model(
     from pipelines import steps
 
     outcome = steps.evaluate_and_gate(model.path, eval_data.path, config_yaml, bentoml_home,
-                                      oracle_data)  # fmt: skip
+                                      oracle_data, dataset_yaml)  # fmt: skip
     for name, value in steps.flat_metrics(outcome).items():
         metrics.log_metric(name, value)
     with open(report.path, "w") as handle:
@@ -102,6 +112,7 @@ def package_model(
     decision: Input[Artifact],
     reference: Input[Dataset],
     config_yaml: str,
+    dataset_yaml: str,
     bentoml_home: str,
     bentofile: str,
     train_start: str,
@@ -120,8 +131,10 @@ def package_model(
     out = steps.package_model(model.path, decision.path, bentoml_home, config_yaml=config_yaml,
                               train_window=(train_start, train_end),
                               eval_window=(eval_start, eval_end),
-                              feature_service=feature_service, git_revision=git_revision,
-                              bentofile=bentofile, reference_dir=reference.path)  # fmt: skip
+                              feature_service=steps.feature_service_of(dataset_yaml,
+                                                                       feature_service),
+                              git_revision=git_revision, bentofile=bentofile,
+                              reference_dir=reference.path, dataset_yaml=dataset_yaml)  # fmt: skip
     with open(registered.path, "w") as handle:
         json.dump(out, handle, indent=2)
     registered.metadata.update(model_tag=out["model_tag"], bento=out["bento"] or "")

@@ -1,9 +1,9 @@
-"""Offline sources: Parquet snapshots of user and ad attributes, written by `features build`.
+"""Offline sources: one Parquet snapshot table per entity, written by `features build`.
 
-Every snapshot row holds an entity's attributes valid from its `event_timestamp` on. The file
-offline store reads them as FileSources (paths relative to this repo). With
-AITM_FEAST_OFFLINE=spark (and feature_store.spark.yaml) they are SparkSources instead, since
-Feast's Spark offline store reads only SparkSources.
+Every snapshot row holds an entity's attributes valid from its timestamp on. The file offline
+store reads them as FileSources (paths relative to this repo). With AITM_FEAST_OFFLINE=spark
+(and feature_store.spark.yaml) they are SparkSources instead, since Feast's Spark offline store
+reads only SparkSources.
 """
 
 import os
@@ -12,36 +12,34 @@ from pathlib import Path
 from feast import FileSource
 from feast.data_format import ParquetFormat
 
-from features.fields import AD, TIMESTAMP, USER
+from features.fields import FeastLayout, repo_spec
 
 _DATA = "data"
+_HERE = Path(__file__).resolve().parent
+_layout = FeastLayout(repo_spec(_HERE))
 
 if os.environ.get("AITM_FEAST_OFFLINE", "file") == "spark":
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
-    _here = Path(__file__).resolve().parent / _DATA
-    user_snapshots = SparkSource(
-        name=f"{USER.name}_snapshots",
-        path=str(_here / USER.snapshot_file),
-        file_format="parquet",
-        timestamp_field=TIMESTAMP,
-    )
-    ad_snapshots = SparkSource(
-        name=f"{AD.name}_snapshots",
-        path=str(_here / AD.snapshot_file),
-        file_format="parquet",
-        timestamp_field=TIMESTAMP,
-    )
+    sources = {
+        e.name: SparkSource(
+            name=e.source,
+            path=str(_HERE / _DATA / e.snapshot_file),
+            file_format="parquet",
+            timestamp_field=e.timestamp,
+        )
+        for e in _layout.stored
+    }
 else:
-    user_snapshots = FileSource(
-        name=f"{USER.name}_snapshots",
-        path=f"{_DATA}/{USER.snapshot_file}",
-        file_format=ParquetFormat(),
-        timestamp_field=TIMESTAMP,
-    )
-    ad_snapshots = FileSource(
-        name=f"{AD.name}_snapshots",
-        path=f"{_DATA}/{AD.snapshot_file}",
-        file_format=ParquetFormat(),
-        timestamp_field=TIMESTAMP,
-    )
+    sources = {
+        e.name: FileSource(
+            name=e.source,
+            path=f"{_DATA}/{e.snapshot_file}",
+            file_format=ParquetFormat(),
+            timestamp_field=e.timestamp,
+        )
+        for e in _layout.stored
+    }
+
+# Feast finds the objects a repo declares among its modules' globals.
+globals().update({s.name: s for s in sources.values()})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -15,10 +17,10 @@ class ValidationConfig(BaseModel):
     max_vocabulary: int = Field(default=1_000, ge=1)
     # Positive rate of every funnel step: within [low, high] times the reference's rate.
     rate_bounds: tuple[float, float] = (0.5, 2.0)
-    # Inclusive ranges of numeric request fields.
-    ranges: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {"position": (1, 10), "hour": (0, 23)}
-    )
+    # Inclusive ranges of number-valued fields, beside (and over) the dataset spec's `ranges`.
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    # Distinct values every field needs (a constant field is refused).
+    min_distinct: int = Field(default=2, ge=1)
     examples: int = Field(default=5, ge=0)  # unexpected values shown per failed expectation
     # Timestamps later than the run time plus this many seconds are in the future: refused.
     future_tolerance_s: float = Field(default=3_600.0, ge=0.0)
@@ -43,3 +45,13 @@ class ValidationConfig(BaseModel):
             if lo > hi:
                 raise ValueError(f"ranges[{name!r}]: low {lo} exceeds high {hi}")
         return self
+
+    def for_spec(self, floors: Any) -> ValidationConfig:
+        """This config with a dataset spec's floors (`spec.floors`: min_rows, min_distinct,
+        known_share) in place of the defaults; values set explicitly here are kept."""
+        update = {}
+        for name in ("min_rows", "min_distinct", "known_share"):
+            value = getattr(floors, name, None)
+            if value is not None and name not in self.model_fields_set:
+                update[name] = value
+        return self.model_copy(update=update) if update else self

@@ -1,7 +1,8 @@
 """Great Expectations checks of impression/training frames against a reference frame.
 
-`build_suite` turns a field list (or a trained model's FeatureSchema) and a reference frame
-into an ExpectationSuite; `validate` runs it on a frame, writes GE data docs, and returns a
+`build_suite` turns a dataset spec (its fields, types, ranges, entity keys, tasks in funnel
+order; or the fields of a trained model's FeatureSchema) and a reference frame into an
+ExpectationSuite; `validate` runs it on a frame, writes GE data docs, and returns a
 `ValidationResult`, raising `ValidationError` listing the failed expectations by default.
 """
 
@@ -15,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from aitm.dataset import ROW_ID, DatasetSpec, load_spec
 from aitm.schema import FeatureSchema
 from features.config import ValidationConfig
-from features.fields import ROW_ID, TASKS, TIMESTAMP, entity_keys
+from features.fields import FeastLayout
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -104,11 +106,13 @@ class ValidationResult:
 class _Reference:
     """What the suite needs from the reference frame."""
 
+    layout: FeastLayout  # the dataset spec's names
     types: dict[str, list[str]]
     vocabularies: dict[str, list[Any]]
     rates: dict[str, float]
     fields: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # every column of the reference frame
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _type_family(column: pd.Series) -> list[str]:
@@ -124,57 +128,101 @@ def _type_family(column: pd.Series) -> list[str]:
     return _STR_TYPES
 
 
+def spec_of_fields(fields: Sequence[str] | FeatureSchema | None) -> DatasetSpec | None:
+    """The dataset spec a model's FeatureSchema carries (`extra["dataset"]`), if any."""
+    if isinstance(fields, FeatureSchema) and isinstance(fields.extra.get("dataset"), dict):
+        return DatasetSpec.parse(fields.extra["dataset"], "the model's dataset spec")
+    return None
+
+
+def validation_config(
+    spec: DatasetSpec, config: ValidationConfig | None = None
+) -> ValidationConfig:
+    """The validation thresholds for a dataset: `config` (default: every default) with the
+    spec's floors (min_rows, min_distinct, known_share) where the config leaves them unset."""
+    return (config or ValidationConfig()).for_spec(spec.floors)
+
+
+def _observed_range(column: pd.Series) -> tuple[float, float] | None:
+    values = pd.to_numeric(column, errors="coerce").dropna()
+    return (float(values.min()), float(values.max())) if len(values) else None
+
+
 def _reference(
-    fields: Sequence[str] | FeatureSchema, reference: pd.DataFrame, config: ValidationConfig
+    fields: Sequence[str] | FeatureSchema,
+    reference: pd.DataFrame,
+    config: ValidationConfig,
+    layout: FeastLayout,
 ) -> _Reference:
     names = fields.field_names if isinstance(fields, FeatureSchema) else list(fields)
-    absent = [c for c in [*names, *TASKS, TIMESTAMP] if c not in reference.columns]
+    tasks, ts = list(layout.tasks), layout.timestamp
+    absent = [c for c in [*names, *tasks, ts] if c not in reference.columns]
     if absent:
         raise ValueError(f"the reference frame lacks columns {absent}")
     if reference.empty:
         raise ValueError("the reference frame is empty")
-    types = {c: _type_family(reference[c]) for c in [*names, *TASKS, TIMESTAMP]}
+    types = {c: _type_family(reference[c]) for c in [*names, *tasks, ts]}
+    # Number-valued fields get ranges: the spec's and the config's, else (numeric fields) the
+    # reference's observed one.
+    ranges = {c: r for c, r in {**layout.spec.ranges, **config.ranges}.items() if c in names}
+    for name in names:
+        if name not in ranges and layout.spec.field_type(name) == "float":
+            observed = _observed_range(reference[name])
+            if observed is not None:
+                ranges[name] = observed
     vocabularies: dict[str, list[Any]] = {}
     for name in names:
-        if name in entity_keys() or name in config.ranges:
-            continue  # ids churn by design; numeric request fields get ranges instead
+        if name in layout.keys or name in ranges or layout.spec.field_type(name) == "float":
+            continue  # ids churn by design; number-valued fields get ranges instead
         if isinstance(fields, FeatureSchema):
+            if fields.field(name).dtype == "float":
+                continue
             values = list(fields.field(name).vocabulary)
         else:
             values = reference[name].dropna().unique().tolist()
         if len(values) <= config.max_vocabulary:
             vocabularies[name] = sorted(values, key=str)
-    rates = {t: float(reference[t].mean()) for t in TASKS}
+    rates = {t: float(reference[t].mean()) for t in tasks}
     return _Reference(
+        layout=layout,
         types=types,
         vocabularies=vocabularies,
         rates=rates,
         fields=names,
         columns=list(reference.columns),
+        ranges=ranges,
     )
 
 
 def build_suite(
-    fields: Sequence[str] | FeatureSchema,
+    fields: Sequence[str] | FeatureSchema | None,
     reference: pd.DataFrame,
     config: ValidationConfig | None = None,
     *,
+    spec: DatasetSpec | None = None,
     window: tuple[datetime, datetime] | None = None,
     now: datetime | None = None,
 ) -> gx.ExpectationSuite:
     """Expectations for frames like `reference`; `window` bounds their timestamps (inclusive),
-    `now` (default: the wall clock) is the run time that no timestamp may pass."""
+    `now` (default: the wall clock) is the run time that no timestamp may pass.
+
+    `spec` (default: the one a FeatureSchema carries, else the default spec) names the tasks,
+    entity keys, timestamp, types and ranges; `fields` (default: the spec's) the fields
+    checked. The spec's floors replace the config's defaults (`ValidationConfig.for_spec`)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    config = config or ValidationConfig()
-    ref = _reference(fields, reference, config)
+    spec = spec or spec_of_fields(fields) or load_spec()
+    layout = FeastLayout(spec)
+    config = validation_config(spec, config)
+    ref = _reference(fields if fields is not None else list(spec.fields), reference, config, layout)
+    tasks, ts = list(layout.tasks), layout.timestamp
     expectations: list[gxe.Expectation] = []
     expectations.append(gxe.ExpectTableRowCountToBeBetween(min_value=config.min_rows))
     for column, types in ref.types.items():
         expectations.append(gxe.ExpectColumnToExist(column=column))
         expectations.append(gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=types))
-    for column in [*entity_keys(), TIMESTAMP]:
+    for column in [*layout.keys, ts]:
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
     for column, values in ref.vocabularies.items():
         expectations.append(
@@ -182,13 +230,12 @@ def build_suite(
                 column=column, value_set=values, mostly=config.known_share
             )
         )
-    for column, (low, high) in config.ranges.items():
-        if column in ref.fields:
-            expectations.append(
-                gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
-            )
+    for column, (low, high) in ref.ranges.items():
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
+        )
     low_factor, high_factor = config.rate_bounds
-    for task in TASKS:
+    for task in tasks:
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=task))
         expectations.append(gxe.ExpectColumnValuesToBeInSet(column=task, value_set=[0, 1]))
         rate = ref.rates[task]
@@ -197,7 +244,7 @@ def build_suite(
                 column=task, min_value=rate * low_factor, max_value=min(rate * high_factor, 1.0)
             )
         )
-    for upper, lower in zip(TASKS, TASKS[1:]):
+    for upper, lower in zip(tasks, tasks[1:]):
         expectations.append(
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                 column_A=upper, column_B=lower, or_equal=True
@@ -206,7 +253,7 @@ def build_suite(
     if window is not None:
         expectations.append(
             gxe.ExpectColumnValuesToBeBetween(
-                column=TIMESTAMP, min_value=_naive_utc(window[0]), max_value=_naive_utc(window[1])
+                column=ts, min_value=_naive_utc(window[0]), max_value=_naive_utc(window[1])
             )
         )
     expectations += _hostile_data_expectations(ref, config, now=now)
@@ -229,30 +276,37 @@ def _hostile_data_expectations(
 
     from features.expectations import ExpectLabelsToDependOnFeatures, ExpectNoFeatureToPredictLabels
 
+    layout = ref.layout
+    ts = layout.timestamp
     now = now or datetime.now(UTC)
-    stats = {"fields": ref.fields, "tasks": list(TASKS), "max_rows": config.statistics_rows}
+    stats = {"fields": ref.fields, "tasks": list(layout.tasks), "max_rows": config.statistics_rows}
     expectations: list[gxe.Expectation] = []
     if ROW_ID in ref.columns:
         expectations.append(
             _check(gxe.ExpectColumnValuesToBeUnique(column=ROW_ID), "no_duplicate_impressions")
         )
+    # The same entities at the same time; without a time column (every row at one snapshot
+    # time) the same entities can meet again, so only a whole row seen twice is a replay.
+    if layout.spec.timestamp:
+        replay = [*layout.keys, ts]
+    else:
+        replay = [c for c in [*ref.fields, *layout.tasks] if c in ref.columns]
     expectations.append(
-        _check(
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=[*entity_keys(), TIMESTAMP]),
-            "no_duplicate_impressions",
-        )
+        _check(gxe.ExpectCompoundColumnsToBeUnique(column_list=replay), "no_duplicate_impressions")
     )
     latest = _naive_utc(now) + timedelta(seconds=config.future_tolerance_s)
     expectations.append(
         _check(
-            gxe.ExpectColumnValuesToBeBetween(column=TIMESTAMP, max_value=latest),
+            gxe.ExpectColumnValuesToBeBetween(column=ts, max_value=latest),
             "no_future_timestamps",
         )
     )
     for name in ref.fields:
         expectations.append(
             _check(
-                gxe.ExpectColumnUniqueValueCountToBeBetween(column=name, min_value=2),
+                gxe.ExpectColumnUniqueValueCountToBeBetween(
+                    column=name, min_value=config.min_distinct
+                ),
                 "no_constant_features",
             )
         )
@@ -397,17 +451,17 @@ def validate(
     fields: Sequence[str] | FeatureSchema | None = None,
     config: ValidationConfig | None = None,
     *,
+    spec: DatasetSpec | None = None,
     window: tuple[datetime, datetime] | None = None,
     now: datetime | None = None,
     docs_dir: str | Path | None = None,
     raise_on_failure: bool = True,
 ) -> ValidationResult:
-    """Check `frame` against expectations built from `reference` (fields: the model's);
-    `now` is the run time no timestamp may pass (default: the wall clock)."""
-    from features.fields import model_fields
-
+    """Check `frame` against expectations built from `reference` and `spec` (fields: the
+    model's, default the spec's); `now` is the run time no timestamp may pass (default: the
+    wall clock)."""
     config = config or ValidationConfig()
-    suite = build_suite(fields or list(model_fields()), reference, config, window=window, now=now)
+    suite = build_suite(fields, reference, config, spec=spec, window=window, now=now)
     return run_suite(
         frame,
         suite,

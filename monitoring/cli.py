@@ -1,7 +1,8 @@
 """`python -m monitoring`: run (the job), replay (traffic), pipeline (the job in kfp).
 
 Exit codes of `run`: 0 every test passed, 1 a test failed (alert; with --on-fail-retrain and a
-failed drift test, the training pipeline command was launched), 2 bad input.
+failed drift test, the training pipeline command was launched), 2 bad input. `replay` sends the
+simulator's traffic (--world) or a dataset spec's table (--dataset); exit 2 on a bad spec.
 Evidently, kfp and httpx are imported inside the commands that use them.
 """
 
@@ -30,7 +31,12 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def resolve_reference(reference: Path | None, bentoml_home: Path | None) -> Path:
+def resolve_reference(
+    reference: Path | None, bentoml_home: Path | None, dataset: Path | None = None
+) -> Path:
+    """--reference, else the reference of the model promoted for the dataset spec (its model
+    name names the pointer; default spec: $AITM_DATASET or the simulator's)."""
+    from aitm.dataset import load_spec
     from monitoring.reference import promoted_reference
 
     if reference is not None:
@@ -39,7 +45,14 @@ def resolve_reference(reference: Path | None, bentoml_home: Path | None) -> Path
                             else None)  # fmt: skip
     if home is None:
         raise FileNotFoundError("pass --reference, or --bentoml-home (or set BENTOML_HOME)")
-    return promoted_reference(home)
+    return promoted_reference(home, load_spec(dataset).model_name)
+
+
+DatasetOption = Annotated[
+    Path | None,
+    typer.Option(help="Dataset spec of the promoted model (default $AITM_DATASET or the "
+                 "simulator's): names the model whose reference --bentoml-home holds."),
+]  # fmt: skip
 
 
 def resolve_window(start: str | None, end: str | None, window_hours: float | None):
@@ -61,6 +74,7 @@ def run_command(
     bentoml_home: Annotated[
         Path | None, typer.Option(help="The promoted model's reference (default $BENTOML_HOME).")
     ] = None,
+    dataset: DatasetOption = None,
     start: Annotated[str | None, typer.Option(help="Window start (ISO time, UTC).")] = None,
     end: Annotated[str | None, typer.Option(help="Window end, exclusive.")] = None,
     window_hours: Annotated[float | None, typer.Option(help="Or: the last N hours.")] = None,
@@ -80,8 +94,8 @@ def run_command(
     try:
         window = resolve_window(start, end, window_hours)
         settings = MonitoringConfig.from_yaml(config)
-        paths = JobPaths(log_dir, labels_dir, resolve_reference(reference, bentoml_home), out,
-                         workspace)  # fmt: skip
+        reference = resolve_reference(reference, bentoml_home, dataset)
+        paths = JobPaths(log_dir, labels_dir, reference, out, workspace)
         result = run_job(paths, window, settings)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -100,8 +114,20 @@ def run_command(
 @app.command("replay")
 def replay_command(
     url: Annotated[str, typer.Option(help="The running service, e.g. http://127.0.0.1:3000.")],
-    world: Annotated[Path, typer.Option(help="Simulated folder the model was trained on.")],
     out: Annotated[Path, typer.Option(help="replay.json: the periods' wall-clock windows.")],
+    world: Annotated[
+        Path | None, typer.Option(help="Simulated folder the model was trained on.")
+    ] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Or: a dataset spec (YAML); its table's rows are sent.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="--dataset: part of a train/val/test table.")] = "test",
+    rows: Annotated[
+        int | None, typer.Option(help="--dataset: rows to send (default the table's; more cycle).")
+    ] = None,
+    shuffle_seed: Annotated[
+        int | None, typer.Option(help="--dataset: shuffle the rows first (default table order).")
+    ] = None,
     clean_rows: Annotated[int, typer.Option()] = 20_000,
     drift_rows: Annotated[int, typer.Option()] = 20_000,
     day: Annotated[float, typer.Option(help="Simulated day of the clean period.")] = 29,
@@ -114,13 +140,31 @@ def replay_command(
     batch: Annotated[int, typer.Option(help="Rows per /predict request.")] = 500,
     seed: Annotated[int, typer.Option()] = 1_000,
 ) -> None:
-    """Send a clean then a drifted period of simulated impressions; write their labels later."""
-    from monitoring.replay import replay, save
+    """Send rows to /predict and write their labels later: a clean then a drifted period of
+    simulated impressions (--world), or the rows of a dataset spec's table (--dataset)."""
+    import httpx
 
-    summary = replay(url, world, clean_rows=clean_rows, drift_rows=drift_rows, day=day,
-                     user_shift=user_shift, step=step, rate_factor=rate_factor,
-                     labels_dir=labels_dir, label_share=label_share, label_delay=label_delay,
-                     batch=batch, seed=seed)  # fmt: skip
+    from monitoring.replay import replay, replay_spec, save
+
+    if (world is None) == (dataset is None):
+        _fail("give one of --world (the simulator) or --dataset (a dataset spec)")
+    try:
+        if dataset is not None:
+            from aitm.dataset import load_spec
+
+            summary = replay_spec(url, load_spec(dataset), split=split, rows=rows,
+                                  shuffle_seed=shuffle_seed, labels_dir=labels_dir,
+                                  label_share=label_share, label_delay=label_delay, batch=batch,
+                                  seed=seed)  # fmt: skip
+        else:
+            summary = replay(url, world, clean_rows=clean_rows, drift_rows=drift_rows, day=day,
+                             user_shift=user_shift, step=step, rate_factor=rate_factor,
+                             labels_dir=labels_dir, label_share=label_share,
+                             label_delay=label_delay, batch=batch, seed=seed)  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:  # a bad spec or table (SpecError, DataError)
+        _fail(str(exc))
+    except (RuntimeError, httpx.HTTPError) as exc:  # the service refused the rows, or is down
+        _fail(f"{url}: {exc}")
     save(summary, out)
     typer.echo(json.dumps(summary, indent=2))
 
@@ -134,6 +178,7 @@ def pipeline_command(
     labels_dir: Annotated[Path | None, typer.Option()] = None,
     reference: Annotated[Path | None, typer.Option()] = None,
     bentoml_home: Annotated[Path | None, typer.Option()] = None,
+    dataset: DatasetOption = None,
     workspace: Annotated[Path | None, typer.Option()] = None,
     config: Annotated[Path | None, typer.Option()] = None,
     retrain_command: Annotated[
@@ -143,11 +188,15 @@ def pipeline_command(
     """Run the monitoring job as a kfp pipeline locally (SubprocessRunner)."""
     from pipelines.monitoring_pipeline import run_local
 
+    try:
+        reference = resolve_reference(reference, bentoml_home, dataset)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
     summary = run_local(
         out,
         dict(log_dir=str(log_dir.resolve()), labels_dir=str(labels_dir.resolve()) if labels_dir
-             else "", reference=str(resolve_reference(reference, bentoml_home).resolve()),
-             start=start, end=end, workspace=str(workspace.resolve()) if workspace else "",
+             else "", reference=str(reference.resolve()), start=start, end=end,
+             workspace=str(workspace.resolve()) if workspace else "",
              config_yaml=config.read_text() if config else "",
              retrain_command=retrain_command),
     )  # fmt: skip

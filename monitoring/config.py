@@ -11,12 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 class MonitoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Feature drift of the model inputs, every field treated as categorical (they are embedded).
-    drift_method: str = "jensenshannon"  # Evidently stat test per field
+    # Feature drift of the model inputs: categorical fields (embedded ids and categories) by
+    # one test, numeric fields (dtype "float" in the model's schema) by another.
+    drift_method: str = "jensenshannon"  # Evidently stat test per categorical field
     drift_threshold: float = Field(default=0.1, gt=0)  # a field drifted at or above this score
+    numeric_drift_method: str = "wasserstein"  # per numeric field (distance in reference stds)
+    numeric_drift_threshold: float = Field(default=0.1, gt=0)
     max_drifted_share: float = Field(default=0.2, ge=0, le=1)  # TEST: share of drifted fields
-    # Fields with more categories than this (user and ad ids) are left out of the drift test:
-    # their per-id frequencies are too sparse in a window to compare.
+    # Categorical fields with more categories than this (user and ad ids) are left out of the
+    # drift test: their per-id frequencies are too sparse in a window to compare.
     drift_max_categories: int = Field(default=100, ge=2)
     # Prediction drift: distribution of every step's probability.
     prediction_drift_method: str = "wasserstein"

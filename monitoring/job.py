@@ -3,9 +3,10 @@
     python -m monitoring run --log-dir LOGS --labels-dir LABELS --window-hours 24 --out DIR
 
 Writes DIR/report.html (Evidently), DIR/summary.json (named results and tests) and, with
---workspace, a snapshot into the Evidently workspace. Exits 1 when a test fails, so a
-scheduler alerts; --on-fail-retrain launches the training pipeline command when a drift test
-failed.
+--workspace, a snapshot into the Evidently workspace. Fields and funnel steps are the promoted
+model's (its schema in the reference folder), so the job runs unchanged on any dataset spec.
+Exits 1 when a test fails, so a scheduler alerts; --on-fail-retrain launches the training
+pipeline command when a drift test failed.
 """
 
 from __future__ import annotations
@@ -43,12 +44,16 @@ def run_job(paths: JobPaths, window: Window, config: MonitoringConfig | None = N
     result = run_report(frame, reference, config, window)
     paths.out.mkdir(parents=True, exist_ok=True)
     result.snapshot.save_html(str(paths.out / REPORT))
-    summary = {**result.to_dict(), "config": config.model_dump(), "reference": str(paths.reference)}
+    spec = reference.spec
+    dataset = spec.name if spec else None
+    summary = {**result.to_dict(), "config": config.model_dump(), "reference": str(paths.reference),
+               "dataset": dataset, "tasks": reference.tasks}  # fmt: skip
     if paths.workspace is not None:
-        from monitoring.workspace import add_snapshot
+        from monitoring.workspace import add_snapshot, project_name
 
+        fields = drift_fields(reference, config)
         summary["project_id"] = add_snapshot(
-            paths.workspace, result.snapshot, reference.tasks, drift_fields(reference, config)
+            paths.workspace, result.snapshot, reference.tasks, fields, project_name(dataset)
         )
     (paths.out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
     return result

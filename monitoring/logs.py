@@ -3,8 +3,9 @@
 The service writes JSON lines (serving/prediction_log.py): request_id, row (position in the
 request), timestamp, model_version, endpoint, features {field: raw value}, probabilities
 {task: p}, and for /rank the objective. Labels arrive later, in other JSON-lines files:
-request_id, row, labelled_at and one 0/1 value per task. A row without a label is kept with
-NaN labels: label-based metrics use the labelled rows only and the coverage is reported.
+request_id, row, labelled_at and one 0/1 value per task. Field and task names are the model's
+(its schema), whatever the dataset. A row without a label is kept with NaN labels: label-based
+metrics use the labelled rows only and the coverage is reported.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from aitm.schema import FeatureSchema
-from monitoring.reference import prob_column
+from monitoring.reference import NUMERIC, prob_column
 
 LOG_GLOB = "predictions-*.jsonl"
 LABEL_GLOB = "labels-*.jsonl"
@@ -58,9 +59,13 @@ def _utc(value: str | pd.Timestamp) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+# Arrow type of a logged field by its schema dtype: whatever the spec, fields are ints,
+# strings or (numeric fields) floats, null where the request left them out.
+_ARROW = {"int": pa.int64(), "str": pa.string(), NUMERIC: pa.float64()}
+
+
 def _log_schema(schema: FeatureSchema) -> pa.Schema:
-    kind = {"int": pa.int64(), "str": pa.string()}
-    features = pa.struct([(f.name, kind.get(f.dtype, pa.string())) for f in schema.fields])
+    features = pa.struct([(f.name, _ARROW.get(f.dtype, pa.string())) for f in schema.fields])
     probs = pa.struct([(t, pa.float64()) for t in schema.tasks])
     return pa.schema([
         ("request_id", pa.string()), ("row", pa.int64()),

@@ -7,7 +7,9 @@ window of logged predictions with it. A reference folder is self-describing:
     schema.json        the model's feature schema (fields, vocabularies, tasks in funnel order)
     reference.json     model tag, evaluation window, rows
 
-No Evidently here: the pipeline imports this module to write the folder.
+Every name the monitoring layer uses (fields, which of them are numbers, the funnel's steps)
+comes from that schema and the dataset spec inside it, never from the simulator's names. No
+Evidently here: the pipeline imports this module to write the folder.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aitm.dataset import DatasetSpec, spec_of
 from aitm.schema import FeatureSchema
 
 FRAME = "reference.parquet"
@@ -28,10 +31,17 @@ SCHEMA = "schema.json"
 INFO = "reference.json"
 PROB_PREFIX = "p_"  # column of a task's predicted end-to-end probability
 POINTER_KEY = "reference"  # key in the promoted pointer: reference folder, relative to the home
+NUMERIC = "float"  # FieldSpec dtype of a numeric field (a number, not a category)
+MODEL_NAME = "aitm"  # the promoted pointer's default name (promoted/<name>.json)
 
 
 def prob_column(task: str) -> str:
     return PROB_PREFIX + task
+
+
+def numeric_fields(schema: FeatureSchema) -> list[str]:
+    """The schema's numeric fields, in schema order; every other field is a category."""
+    return [f.name for f in schema.fields if f.dtype == NUMERIC]
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,23 @@ class Reference:
 
     @property
     def tasks(self) -> list[str]:
+        """The model's funnel steps, in order."""
         return list(self.schema.tasks)
+
+    @property
+    def fields(self) -> list[str]:
+        """The model's input fields, in schema order."""
+        return self.schema.field_names
+
+    @property
+    def numeric(self) -> list[str]:
+        return numeric_fields(self.schema)
+
+    @property
+    def spec(self) -> DatasetSpec | None:
+        """The dataset spec the model was trained on (carried in its schema), or None for a
+        model trained without one."""
+        return spec_of(self.schema)
 
 
 def write_reference(
@@ -113,8 +139,10 @@ def store_reference(source: str | Path, home: str | Path, version: str) -> str:
     return relative.as_posix()
 
 
-def promoted_reference(home: str | Path, pointer: str = "promoted/aitm.json") -> Path:
-    """The reference folder of the promoted model, from the pointer the pipeline moves."""
+def promoted_reference(home: str | Path, name: str = MODEL_NAME) -> Path:
+    """The reference folder of the model promoted under `name` (the spec's model name), from
+    the pointer the pipeline moves."""
+    pointer = f"promoted/{name}.json"
     file = Path(home) / pointer
     if not file.is_file():
         raise FileNotFoundError(f"no promoted model under {home} ({pointer} is missing)")

@@ -6,6 +6,10 @@
 figure under its own name and one `TestOutcome` per configured test (pass, fail, or skipped
 with the reason, e.g. too few labelled positives). Results are looked up through the metric
 objects (`snapshot.context.get_metric_result(metric)`), never by position.
+
+Every name comes from the model's schema (`reference.schema`): its fields (numeric ones, dtype
+"float", are numerical columns for Evidently, the others categorical) and its funnel steps, two
+or more, whatever they are called. Per-step results and tests are named by those steps.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ DRIFT_GROUPS = (FEATURE_DRIFT, PREDICTION_DRIFT, CONVERSION_RATE, CALIBRATION, A
 
 @dataclass(frozen=True)
 class TestOutcome:
-    name: str  # e.g. "conversion_rate[approval]"
+    name: str  # e.g. "conversion_rate[<step>]"
     group: str
     status: str  # pass, fail, skipped
     value: float | None
@@ -89,12 +93,15 @@ class MonitoringResult:
     label_coverage: float
     model_versions: dict[str, int]
     reference_model: str | None
-    feature_drift: dict[str, float]  # drift score per input field
+    feature_drift: dict[str, float]  # drift score per input field in the test
     drifted_fields: list[str]
     drifted_share: float
-    steps: dict[str, StepSummary]
+    steps: dict[str, StepSummary]  # per funnel step of the model, in funnel order
     violations: dict[str, float]  # per adjacent pair, and "all"
     tests: list[TestOutcome]
+    numeric_fields: list[str] = field(default_factory=list)  # drift-tested as numbers
+    # Fields without a single value in the window or the reference: left out of the drift test.
+    empty_fields: list[str] = field(default_factory=list)
     snapshot: Snapshot | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -156,17 +163,27 @@ def _finite(value: Any) -> Any:
 
 
 def drift_fields(reference: Reference, config: MonitoringConfig) -> list[str]:
-    """Input fields in the drift test: those with at most drift_max_categories values."""
+    """Input fields in the drift test, in schema order: every numeric field, and categorical
+    ones with at most drift_max_categories values."""
+    numeric = set(reference.numeric)
     return [
-        f.name for f in reference.schema.fields if len(f.vocabulary) <= config.drift_max_categories
+        f.name
+        for f in reference.schema.fields
+        if f.name in numeric or len(f.vocabulary) <= config.drift_max_categories
     ]
 
 
-def _dataset(frame: pd.DataFrame, fields: list[str], tasks: list[str]) -> Dataset:
-    numeric = [*(prob_column(t) for t in tasks), *tasks]
-    table = frame[[*fields, *numeric]].copy()
-    table[tasks] = table[tasks].astype(np.float64)
-    definition = DataDefinition(categorical_columns=fields, numerical_columns=numeric)
+def _empty(frame: pd.DataFrame, column: str) -> bool:
+    return column not in frame or not frame[column].notna().any()
+
+
+def _dataset(
+    frame: pd.DataFrame, categorical: list[str], numeric: list[str], tasks: list[str]
+) -> Dataset:
+    numbers = [*numeric, *(prob_column(t) for t in tasks), *tasks]
+    table = frame[[*categorical, *numbers]].copy()
+    table[[*numeric, *tasks]] = table[[*numeric, *tasks]].astype(np.float64)
+    definition = DataDefinition(categorical_columns=categorical, numerical_columns=numbers)
     return Dataset.from_pandas(table, data_definition=definition)
 
 
@@ -188,18 +205,30 @@ def run_report(
             f"than min_rows={config.min_rows}: nothing to monitor"
         )
     tasks = reference.tasks
-    fields = drift_fields(reference, config)
     ref = reference.frame
+    # An all-null column has no distribution to compare (Evidently refuses it).
+    candidates = drift_fields(reference, config)
+    empty = [f for f in candidates if _empty(frame, f) or _empty(ref, f)]
+    fields = [f for f in candidates if f not in empty]
+    numeric = [f for f in reference.numeric if f in fields]
+    categorical = [f for f in fields if f not in numeric]
+    threshold = {f: config.numeric_drift_threshold if f in numeric else config.drift_threshold
+                 for f in fields}  # fmt: skip
     labelled = frame[frame[LABELLED]] if LABELLED in frame else frame.iloc[:0]
 
     field_drift = {
-        f: ValueDrift(column=f, method=config.drift_method, threshold=config.drift_threshold,
-                      tests=[])
+        f: ValueDrift(column=f, threshold=threshold[f], tests=[],
+                      method=config.numeric_drift_method if f in numeric else config.drift_method)
         for f in fields
     }  # fmt: skip
-    drifted = DriftedColumnsCount(
-        columns=fields, cat_method=config.drift_method, cat_threshold=config.drift_threshold,
-        tests=[], share_tests=[lte(config.max_drifted_share)],
+    drifted = (
+        DriftedColumnsCount(
+            columns=fields, cat_method=config.drift_method, cat_threshold=config.drift_threshold,
+            num_method=config.numeric_drift_method, num_threshold=config.numeric_drift_threshold,
+            tests=[], share_tests=[lte(config.max_drifted_share)],
+        )
+        if fields
+        else None
     )  # fmt: skip
     prediction_drift = {
         t: ValueDrift(column=prob_column(t), method=config.prediction_drift_method,
@@ -237,15 +266,15 @@ def run_report(
         auc[t] = StepAuc(label=t, prediction=prob_column(t), tests=[gte(floor)])
 
     metrics = [
-        coverage, drifted, *field_drift.values(), *prediction_drift.values(),
-        *mean_predicted.values(), *observed.values(), *rate_change.values(),
-        *calibration.values(), *auc.values(), *violations.values(),
+        coverage, *([drifted] if drifted else []), *field_drift.values(),
+        *prediction_drift.values(), *mean_predicted.values(), *observed.values(),
+        *rate_change.values(), *calibration.values(), *auc.values(), *violations.values(),
     ]  # fmt: skip
     versions = frame["model_version"].value_counts().to_dict() if "model_version" in frame else {}
     report = Report(metrics, include_tests=True)
     snapshot = report.run(
-        current_data=_dataset(frame, fields, tasks),
-        reference_data=_dataset(ref, fields, tasks),
+        current_data=_dataset(frame, categorical, numeric, tasks),
+        reference_data=_dataset(ref, categorical, numeric, tasks),
         timestamp=window.end.to_pydatetime().replace(tzinfo=None),
         metadata={"window_start": window.start.isoformat(), "window_end": window.end.isoformat()},
         tags=["aitm", "window"],
@@ -259,13 +288,20 @@ def run_report(
     cov = get(coverage)
     tests.append(TestOutcome("label_coverage", LABEL_COVERAGE, _status(cov), float(cov.value),
                              f">= {config.min_label_coverage}"))  # fmt: skip
-    drift_result = get(drifted)
-    share = float(drift_result.share.value)
     scores = {f: value(m) for f, m in field_drift.items()}
-    drifted_names = [f for f, s in scores.items() if s >= config.drift_threshold]
-    tests.append(TestOutcome("feature_drift", FEATURE_DRIFT, _status(drift_result), share,
-                             f"share of drifted fields <= {config.max_drifted_share}",
-                             f"drifted: {', '.join(drifted_names) or 'none'}"))  # fmt: skip
+    drifted_names = [f for f, s in scores.items() if s >= threshold[f]]
+    condition = f"share of drifted fields <= {config.max_drifted_share}"
+    left_out = f"; no values, not tested: {', '.join(empty)}" if empty else ""
+    if drifted is None:
+        share = 0.0
+        tests.append(TestOutcome("feature_drift", FEATURE_DRIFT, SKIPPED, None, condition,
+                                 f"no input field to test{left_out}"))  # fmt: skip
+    else:
+        drift_result = get(drifted)
+        share = float(drift_result.share.value)
+        detail = f"drifted: {', '.join(drifted_names) or 'none'}{left_out}"
+        tests.append(TestOutcome("feature_drift", FEATURE_DRIFT, _status(drift_result), share,
+                                 condition, detail))  # fmt: skip
     for t, m in prediction_drift.items():
         tests.append(TestOutcome(f"prediction_drift[{t}]", PREDICTION_DRIFT, _status(get(m)),
                                  value(m), f"<= {config.prediction_drift_threshold}"))  # fmt: skip
@@ -321,5 +357,7 @@ def run_report(
         steps=steps,
         violations={p: value(m) for p, m in violations.items()},
         tests=tests,
+        numeric_fields=numeric,
+        empty_fields=empty,
         snapshot=snapshot,
     )

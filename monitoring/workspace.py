@@ -1,5 +1,6 @@
-"""The Evidently workspace: one project, a dashboard of the funnel metrics, one snapshot per
-window. `evidently ui --workspace PATH` serves it (`make dashboard`)."""
+"""The Evidently workspace: one project per dataset, a dashboard of the funnel metrics (panels
+named by the model's steps and fields), one snapshot per window. `evidently ui --workspace PATH`
+serves it (`make dashboard`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from monitoring.metrics import ALL_PAIRS, pair_name
 from monitoring.reference import prob_column
 
 PROJECT = "AITM conversion funnel"
+DEFAULT_DATASET = "aitm"  # the simulator's spec: its project keeps the plain name
+
+
+def project_name(dataset: str | None) -> str:
+    """The project of a dataset (spec name): each funnel gets its own dashboard."""
+    return PROJECT if dataset in (None, DEFAULT_DATASET) else f"{PROJECT}: {dataset}"
 
 
 def _metric(name: str, legend: str, **labels: str) -> PanelMetric:
@@ -66,8 +73,10 @@ def project_for(path: str | Path, tasks: list[str], fields: list[str], name: str
     return workspace, project
 
 
-def add_snapshot(path: str | Path, snapshot, tasks: list[str], fields: list[str]) -> str:
-    """Store one window's snapshot (without its data); returns the project id."""
-    workspace, project = project_for(path, tasks, fields)
+def add_snapshot(
+    path: str | Path, snapshot, tasks: list[str], fields: list[str], name: str = PROJECT
+) -> str:
+    """Store one window's snapshot (without its data) in project `name`; returns its id."""
+    workspace, project = project_for(path, tasks, fields, name)
     workspace.add_run(project.id, snapshot, include_data=False)
     return str(project.id)

@@ -157,15 +157,25 @@ def run_local_command(
     oracle_data: Annotated[str, typer.Option(help="Simulated folder (oracle AUC).")] = "",
     nproc_per_node: Annotated[int, typer.Option(help=">1: torchrun data-parallel.")] = 1,
     bentofile: Annotated[str, typer.Option(help="Default: serving/bentofile.yaml if any.")] = "",
+    dataset: Annotated[
+        Path | None, typer.Option(help="Dataset spec; default: the repo's dataset.yaml.")
+    ] = None,
 ) -> None:
     """Run the pipeline locally (kfp SubprocessRunner) and print a summary."""
+    from aitm.dataset import SpecError, load_spec
     from pipelines.local import run_local
     from pipelines.steps import git_revision
 
+    built = feature_repo / "dataset.yaml"
+    try:
+        spec = load_spec(dataset or (built if built.is_file() else None))
+    except SpecError as exc:
+        _fail(str(exc))
     arguments = dict(
         feature_repo=str(feature_repo.resolve()), train_start=train_start, train_end=train_end,
         eval_start=eval_start, eval_end=eval_end, bentoml_home=str(bentoml_home.resolve()),
-        config_yaml=config.read_text() if config else "", nproc_per_node=nproc_per_node,
+        config_yaml=config.read_text() if config else "", dataset_yaml=spec.to_yaml(),
+        nproc_per_node=nproc_per_node,
         oracle_data=oracle_data, bentofile=bentofile, git_revision=git_revision(),
     )  # fmt: skip
     summary = run_local(pipeline_root, arguments)
@@ -232,6 +242,30 @@ class Materializer(threading.Thread):
         self.seconds = time.perf_counter() - start
 
 
+def windows_from_table(
+    impressions: Path, timestamp: str, fraction: float, test_part: Path | None
+) -> dict[str, str]:
+    """Windows from a table's own time range: the evaluation window is its test/ part where it
+    has one, else the latest `fraction` of the time range."""
+    import pandas as pd
+
+    times = pd.to_datetime(pd.read_parquet(impressions, columns=[timestamp])[timestamp], utc=True)
+    first, last = times.min(), times.max()
+    if test_part is not None:
+        from aitm.data import read_table
+
+        split = pd.to_datetime(read_table(test_part, columns=[timestamp])[timestamp], utc=True)
+        split = split.min()
+    else:
+        split = first + (last - first) * (1.0 - fraction)
+    end = last + pd.Timedelta(seconds=1)
+    if not first < split < end:
+        raise ValueError(f"cannot hold out a window of the time range {first} to {last}")
+    iso = {k: v.isoformat() for k, v in dict(train_start=first, train_end=split,
+                                             eval_start=split, eval_end=end).items()}  # fmt: skip
+    return iso
+
+
 def windows_of(oracle: dict[str, Any]) -> dict[str, str]:
     """Training window = the simulation's train+val days; evaluation window = its test days."""
     import pandas as pd
@@ -250,7 +284,10 @@ def main_command(
     rows: Annotated[
         int, typer.Option(help="Impressions to simulate if DATA is absent.")
     ] = 1_000_000,
-    data: Annotated[Path, typer.Option(help="Simulated folder.")] = Path("data/sim"),
+    dataset: Annotated[
+        Path | None, typer.Option(help="Dataset spec (YAML). Default: datasets/simulated.yaml.")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="The table, if not the spec's `table`.")] = None,
     work: Annotated[Path, typer.Option(help="Feast repo copy, pipeline root.")] = Path(
         "artifacts/pipeline"
     ),
@@ -261,48 +298,86 @@ def main_command(
     overlap: Annotated[
         bool, typer.Option(help="Materialize the online store while the pipeline trains.")
     ] = True,
+    train_start: Annotated[str | None, typer.Option(help="Override the derived windows.")] = None,
+    train_end: Annotated[str | None, typer.Option()] = None,
+    eval_start: Annotated[str | None, typer.Option()] = None,
+    eval_end: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """End to end: simulate (if absent), Feast build/apply/materialize, run the pipeline."""
+    """End to end on a dataset spec: simulate (the default spec, if its table is absent),
+    Feast build/apply/materialize, run the pipeline. A bad spec or table stops before any work
+    (exit 2), leaving the promoted model as it was."""
     import pandas as pd
 
+    from aitm.dataset import DEFAULT_SPEC, SpecError, load_spec
     from pipelines.local import run_local
     from pipelines.steps import git_revision
 
     timer = Timer()
-    if not (data / "oracle.json").is_file():
+    try:
+        spec = load_spec(dataset)
+    except SpecError as exc:
+        _fail(str(exc))
+    data = data or spec.table_path()
+    if (dataset is None or dataset.resolve() == DEFAULT_SPEC) and not data.exists():
         from aitm.simulator import SimulationConfig, simulate
 
         with timer.step("simulate"):
             simulate(SimulationConfig(rows=rows), data)
-    oracle = json.loads((data / "oracle.json").read_text())
+    config_yaml = config.read_text() if config else ""
     repo = work / "feature_repo"
     with timer.step("feast build"):
         from aitm.data import DataError
         from features.build import build_sources
-        from features.fields import ENTITIES, TIMESTAMP
 
+        try:
+            from pipelines.steps import parse_config
+
+            parse_config(config_yaml)  # a bad config, too, stops before any work
+            staging = work / "feature_repo.new"  # the previous repo stays until this one builds
+            if staging.exists():
+                shutil.rmtree(staging)
+            shutil.copytree(FEATURE_REPO, staging,
+                            ignore=shutil.ignore_patterns("data", "__pycache__"))  # fmt: skip
+            built = build_sources(spec, staging, data)
+        except (DataError, SpecError, ValueError) as exc:
+            _fail(str(exc))
         if repo.exists():
             shutil.rmtree(repo)
-        shutil.copytree(FEATURE_REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
-        try:
-            built = build_sources(data, repo)
-        except DataError as exc:
-            _fail(str(exc))
+        staging.rename(repo)
         typer.echo(built.describe(), err=True)
+    dataset_yaml = (repo / "dataset.yaml").read_text()  # the spec with every type resolved
     with timer.step("feast apply"):
         from features.store import apply
 
         apply(repo)
-    times = pd.concat(
-        [pd.read_parquet(repo / "data" / e.snapshot_file, columns=[TIMESTAMP]) for e in ENTITIES]
-    )[TIMESTAMP]
-    start, end = times.min() - pd.Timedelta(seconds=1), built.end + pd.Timedelta(days=1)
-    window = (start.isoformat(), end.isoformat())
+    window = (_first_snapshot(repo).isoformat(), (built.end + pd.Timedelta(days=1)).isoformat())
+    explicit = dict(train_start=train_start, train_end=train_end,
+                    eval_start=eval_start, eval_end=eval_end)  # fmt: skip
+    oracle_file = data / "oracle.json"
+    if all(explicit.values()):
+        windows = explicit
+    elif any(explicit.values()):
+        _fail("give all four of --train-start/--train-end/--eval-start/--eval-end, or none")
+    elif oracle_file.is_file():
+        windows = windows_of(json.loads(oracle_file.read_text()))
+    elif spec.timestamp is None:  # one snapshot time: the fetch step splits at random
+        windows = dict(train_start=window[0], train_end=window[1],
+                       eval_start=window[1], eval_end=window[1])  # fmt: skip
+    else:
+        from aitm.data import split_paths
+        from features.build import DATA_DIR, IMPRESSIONS_FILE
+
+        try:
+            impressions = repo / DATA_DIR / IMPRESSIONS_FILE
+            test_part = split_paths(data).get("test")
+            windows = windows_from_table(impressions, spec.timestamp, spec.eval_fraction, test_part)
+        except ValueError as exc:
+            _fail(str(exc))
     arguments = dict(
         feature_repo=str(repo.resolve()), bentoml_home=str(bentoml_home.resolve()),
-        config_yaml=config.read_text() if config else "", nproc_per_node=nproc_per_node,
-        oracle_data=str(data.resolve()), bentofile=bentofile, git_revision=git_revision(),
-        **windows_of(oracle),
+        config_yaml=config_yaml, dataset_yaml=dataset_yaml, nproc_per_node=nproc_per_node,
+        oracle_data=str(data.resolve()) if oracle_file.is_file() else "", bentofile=bentofile,
+        git_revision=git_revision(), **windows,
     )  # fmt: skip
     if overlap:
         # Only the fetch step reads Feast, and materialize rewrites the registry file in
@@ -329,6 +404,25 @@ def main_command(
     typer.echo(timer.describe())
     if not summary.succeeded:
         raise typer.Exit(code=1)
+
+
+def _first_snapshot(repo: Path):
+    """One second before the earliest row of the repo's Feast sources (materialize's start)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from features.build import DATA_DIR
+
+    earliest = []
+    for path in (repo / DATA_DIR).glob("*.parquet"):
+        table = pq.read_table(path)
+        for column in table.columns:
+            if pa.types.is_timestamp(column.type):
+                earliest.append(pd.Timestamp(column.to_pandas().min()))
+    start = min(earliest)
+    start = start.tz_localize("UTC") if start.tzinfo is None else start
+    return start - pd.Timedelta(seconds=1)
 
 
 def main() -> None:  # pragma: no cover - console entry

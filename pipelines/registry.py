@@ -90,8 +90,10 @@ def register(
     return str(model.tag), stored
 
 
-def promote(home: str | Path, tag: str, path: str | Path, info: dict[str, Any]) -> Path:
-    """Point the promoted pointer at a registered model (atomic replace)."""
+def promote(
+    home: str | Path, tag: str, path: str | Path, info: dict[str, Any], name: str = MODEL_NAME
+) -> Path:
+    """Point the promoted pointer of model `name` at a registered model (atomic replace)."""
     home = Path(home).resolve()
     path = Path(path).resolve()
     try:
@@ -104,13 +106,13 @@ def promote(home: str | Path, tag: str, path: str | Path, info: dict[str, Any]) 
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **info,
     }
-    pointer = pointer_path(home)
+    pointer = pointer_path(home, name)
     pointer.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".aitm.", dir=pointer.parent)
     with os.fdopen(fd, "w") as handle:
         json.dump(record, handle, indent=2, default=str)
     os.replace(tmp, pointer)
-    with (pointer.parent / f"{MODEL_NAME}.history.jsonl").open("a") as history:
+    with (pointer.parent / f"{name}.history.jsonl").open("a") as history:
         history.write(json.dumps(record, default=str) + "\n")
     return pointer
 

@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from aitm.config import Config
+from aitm.dataset import DatasetSpec, load_spec
 from pipelines.gate import GateDecision, decide
 
 VALIDATION_SUMMARY = "validation.json"
@@ -31,25 +32,68 @@ class ValidationFailedError(RuntimeError):
     """The fetched data failed the Great Expectations suite: the pipeline stops here."""
 
 
-def parse_config(config_yaml: str) -> Config:
-    """The pipeline's config parameter (YAML text; empty means every default)."""
+def parse_spec(dataset_yaml: str) -> DatasetSpec:
+    """The pipeline's dataset parameter (the spec's YAML text; empty means the default)."""
+    return DatasetSpec.from_text(dataset_yaml) if dataset_yaml.strip() else load_spec()
+
+
+def parse_config(config_yaml: str, dataset_yaml: str | None = None) -> Config:
+    """The pipeline's config parameter (YAML text; empty means every default). With a dataset
+    spec, the data section and the gate's floors (where the spec sets them) come from it."""
     raw = yaml.safe_load(config_yaml) if config_yaml.strip() else {}
     if not isinstance(raw, dict):
         raise ValueError(f"config_yaml must hold a mapping, got {type(raw).__name__}")
-    return Config.model_validate(raw)
+    config = Config.model_validate(raw)
+    if dataset_yaml is None:
+        return config
+    spec = parse_spec(dataset_yaml)
+    config = config.with_dataset(spec)
+    floors = spec.floors
+    gate = config.gate.model_copy(
+        update={
+            k: v
+            for k, v in (
+                ("default_auc_floor", floors.default_auc_floor),
+                ("auc_floor", {**config.gate.auc_floor, **floors.auc_floor} or None),
+            )
+            if v is not None
+        }
+    )
+    return config.model_copy(update={"gate": gate})
+
+
+def feature_service_of(dataset_yaml: str, override: str = "") -> str:
+    """The feature service a run fetches by: the pipeline parameter if set, else the spec's."""
+    return override or parse_spec(dataset_yaml).feature_service
 
 
 # -- (a) fetch ------------------------------------------------------------------------------
 
 
-def fetch_window(store, repo: str, start: str, end: str, out: str, service: str) -> int:
-    """The training frame of impressions in [start, end) from Feast, written as Parquet."""
-    from features.retrieval import training_frame
-
-    frame = training_frame(store, repo, start, end, service=service).frame
+def _write(frame: pd.DataFrame, out: str) -> int:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
     return len(frame)
+
+
+def stratified_split(
+    frame: pd.DataFrame, tasks: list[str], fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded random split (for tables without time), stratified by funnel depth (how many
+    steps a row converted), so each step's few positives fall on both sides when there are
+    at least two of them."""
+    import numpy as np
+
+    depth = frame[tasks].to_numpy().sum(axis=1)
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(frame), dtype=bool)
+    for level in np.unique(depth):
+        rows = rng.permutation(np.flatnonzero(depth == level))
+        n = int(round(len(rows) * fraction))
+        if len(rows) >= 2:
+            n = min(max(n, 1), len(rows) - 1)
+        held[rows[:n]] = True
+    return frame[~held], frame[held]
 
 
 def fetch_windows(
@@ -59,19 +103,35 @@ def fetch_windows(
     train_out: str,
     eval_out: str,
     service: str,
+    dataset_yaml: str = "",
 ) -> dict[str, int]:
-    """Both windows with one store (one Feast import); raises if any impression lacks features."""
+    """Both windows with one store (one Feast import); raises if any impression lacks features.
+
+    A spec without a timestamp has one snapshot time: every impression is fetched and the
+    held-out part is a seeded split (`stratified_split`), the windows are not used."""
+    from features.retrieval import training_frame
     from features.store import open_store
 
+    spec = parse_spec(dataset_yaml)
+    store = open_store(repo)
+    if spec.timestamp is None:
+        from aitm.dataset import SNAPSHOT_TIME
+
+        start = pd.Timestamp(SNAPSHOT_TIME)
+        frame = training_frame(
+            store, repo, start, start + pd.Timedelta(seconds=1), spec=spec, service=service
+        ).frame
+        train, held = stratified_split(frame, spec.tasks, spec.eval_fraction, spec.seed)
+        return {"train": _write(train, train_out), "eval": _write(held, eval_out)}
     if pd.Timestamp(train_window[1]) > pd.Timestamp(eval_window[0]):
         raise ValueError(
             f"the evaluation window {eval_window} must start at or after the end of the "
             f"training window {train_window}"
         )
-    store = open_store(repo)
+    windows = {"train": (train_window, train_out), "eval": (eval_window, eval_out)}
     return {
-        "train": fetch_window(store, repo, *train_window, train_out, service),
-        "eval": fetch_window(store, repo, *eval_window, eval_out, service),
+        name: _write(training_frame(store, repo, *w, spec=spec, service=service).frame, out)
+        for name, (w, out) in windows.items()
     }
 
 
@@ -92,6 +152,7 @@ def validate_windows(
     docs_dir: str,
     train_window: tuple[str, str],
     eval_window: tuple[str, str],
+    dataset_yaml: str = "",
 ) -> dict[str, Any]:
     """Great Expectations suite on both windows; the training window is the reference.
 
@@ -99,9 +160,10 @@ def validate_windows(
     validation.json summary beside them. Raises ValidationFailedError (after writing both) if
     either window fails.
     """
-    from features.fields import model_fields
-    from features.validation import validate
+    from features.validation import validate, validation_config
 
+    spec = parse_spec(dataset_yaml)
+    config = validation_config(spec)
     train = pd.read_parquet(train_path)
     frames = {"train": (train, train_window), "eval": (pd.read_parquet(eval_path), eval_window)}
     docs = Path(docs_dir)
@@ -110,8 +172,9 @@ def validate_windows(
         name: validate(
             frame,
             train,
-            list(model_fields()),
-            window=window,
+            spec=spec,
+            config=config,
+            window=window if spec.timestamp else None,
             docs_dir=docs / name,
             raise_on_failure=False,
         )
@@ -141,15 +204,21 @@ def validate_windows(
 
 
 def train_model(
-    config_yaml: str, train_path: str, out_dir: str, nproc_per_node: int = 1
+    config_yaml: str,
+    train_path: str,
+    out_dir: str,
+    nproc_per_node: int = 1,
+    dataset_yaml: str = "",
 ) -> dict[str, Any]:
-    """Train on the training window (its latest 10% by time for early stopping) and write the
-    artifact. nproc_per_node > 1 trains data-parallel: `torchrun --standalone -m aitm train`."""
+    """Train on the training window (its latest 10% by time for early stopping, or a seeded
+    10% without a timestamp) and write the artifact, which carries the dataset spec.
+    nproc_per_node > 1 trains data-parallel: `torchrun --standalone -m aitm train`."""
     if nproc_per_node < 1:
         raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
-    config = parse_config(config_yaml)
+    config = parse_config(config_yaml, dataset_yaml)
+    spec = parse_spec(dataset_yaml)
     if nproc_per_node > 1:
-        return _train_distributed(config, train_path, out_dir, nproc_per_node)
+        return _train_distributed(config, spec, train_path, out_dir, nproc_per_node)
 
     from aitm.checkpoint import save_artifact
     from aitm.data import check_frame, time_split
@@ -158,7 +227,7 @@ def train_model(
     frame = pd.read_parquet(train_path)
     check_frame(frame, config.data)
     train_frame, val_frame = time_split(frame, config.data.timestamp, seed=config.train.seed)
-    result = train(config, train_frame, val_frame)
+    result = train(config, train_frame, val_frame, dataset=spec)
     save_artifact(result, out_dir)
     return {
         "train_rows": len(train_frame),
@@ -170,22 +239,28 @@ def train_model(
 
 
 def torchrun_command(
-    config_file: str, train_path: str, out_dir: str, nproc_per_node: int
+    config_file: str, train_path: str, out_dir: str, nproc_per_node: int, dataset_file: str = ""
 ) -> list[str]:
+    dataset = ["--dataset", dataset_file] if dataset_file else []
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={nproc_per_node}",
         "-m", "aitm", "train", "--data", train_path, "--out", out_dir, "--config", config_file,
+        *dataset,
     ]  # fmt: skip
 
 
 def _train_distributed(
-    config: Config, train_path: str, out_dir: str, nproc_per_node: int
+    config: Config, spec: DatasetSpec, train_path: str, out_dir: str, nproc_per_node: int
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         config_file = Path(tmp) / "config.yaml"
         config_file.write_text(config.to_yaml())
-        cmd = torchrun_command(str(config_file), train_path, out_dir, nproc_per_node)
+        dataset_file = Path(tmp) / "dataset.yaml"
+        dataset_file.write_text(spec.to_yaml())
+        cmd = torchrun_command(
+            str(config_file), train_path, out_dir, nproc_per_node, str(dataset_file)
+        )
         done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(
@@ -249,18 +324,20 @@ def evaluate_and_gate(
     config_yaml: str,
     bentoml_home: str,
     oracle_data: str = "",
+    dataset_yaml: str = "",
 ) -> EvaluationOutcome:
     """Evaluate the candidate and the promoted incumbent (if any) on the same held-out window,
     then decide the gate."""
     from aitm.checkpoint import verify_artifact
     from pipelines.registry import promoted
 
-    config = parse_config(config_yaml)
+    config = parse_config(config_yaml, dataset_yaml)
+    spec = parse_spec(dataset_yaml)
     verify_artifact(model_dir)
     frame = pd.read_parquet(eval_path)
     true_p = _true_probabilities(frame, oracle_data, config.data.tasks) if oracle_data else None
     candidate = _evaluate_one(model_dir, frame, true_p)
-    current = promoted(bentoml_home) if bentoml_home else None
+    current = promoted(bentoml_home, spec.model_name) if bentoml_home else None
     incumbent = None if current is None else _evaluate_one(current.path, frame, true_p)
     decision = decide(
         candidate["auc"],
@@ -378,6 +455,7 @@ def package_model(
     git_revision: str,
     bentofile: str = "",
     reference_dir: str = "",
+    dataset_yaml: str = "",
 ) -> dict[str, Any]:
     """Register the model in the BentoML store, promote it, and build a bento if a bentofile
     is given (or serving/bentofile.yaml exists). Refuses unless the gate said promote.
@@ -390,13 +468,15 @@ def package_model(
     if not decision.promote:
         raise RuntimeError(f"the gate rejected this model: {list(decision.reasons)}")
     evaluation = json.loads((Path(decision_dir) / EVALUATION_FILE).read_text())["candidate"]
-    config = parse_config(config_yaml)
+    config = parse_config(config_yaml, dataset_yaml)
+    spec = parse_spec(dataset_yaml)
     metadata = {
         "metrics": {k: evaluation[k] for k in ("rows", "auc", "logloss", "violation_rate")},
         "gate": decision.to_dict(),
         "train_window": list(train_window),
         "eval_window": list(eval_window),
         "feature_service": feature_service,
+        "dataset": spec.name,
         "config": config.model_dump(mode="json"),
         "git_revision": git_revision,
     }
@@ -404,8 +484,11 @@ def package_model(
         "feature_service": feature_service,
         "git_revision": git_revision[:63],
         "model_kind": config.model.kind,
+        "dataset": spec.name,
     }
-    tag, path = register(model_dir, bentoml_home, labels=labels, metadata=_no_none(metadata))
+    tag, path = register(
+        model_dir, bentoml_home, labels=labels, metadata=_no_none(metadata), name=spec.model_name
+    )
     info = {
         "auc": evaluation["auc"],
         "eval_window": list(eval_window),
@@ -422,7 +505,7 @@ def package_model(
         ref_info.write_text(_json.dumps({**_json.loads(ref_info.read_text()), "model_tag": tag},
                                         indent=2))  # fmt: skip
         info[POINTER_KEY] = stored
-    pointer = promote(bentoml_home, tag, path, info)
+    pointer = promote(bentoml_home, tag, path, info, name=spec.model_name)
     bentofile = bentofile or default_bentofile()
     bento = build_bento(bentofile, bentoml_home, tag) if bentofile else None
     return {"model_tag": tag, "model_path": str(path), "pointer": str(pointer), "bento": bento}

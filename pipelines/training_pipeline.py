@@ -27,7 +27,8 @@ def training_pipeline(
     eval_end: str,
     bentoml_home: str,
     config_yaml: str = "",
-    feature_service: str = "aitm_v1",
+    dataset_yaml: str = "",  # the dataset spec's YAML; empty: datasets/simulated.yaml
+    feature_service: str = "",  # empty: the spec's (name_v<version>)
     nproc_per_node: int = 1,
     oracle_data: str = "",
     bentofile: str = "",
@@ -35,15 +36,18 @@ def training_pipeline(
 ):
     windows = dict(train_start=train_start, train_end=train_end,
                    eval_start=eval_start, eval_end=eval_end)  # fmt: skip
-    fetch = fetch_features(feature_repo=feature_repo, feature_service=feature_service, **windows)
+    fetch = fetch_features(feature_repo=feature_repo, feature_service=feature_service,
+                           dataset_yaml=dataset_yaml, **windows)  # fmt: skip
     fetch.set_display_name("fetch features")
     check = validate_features(
-        train_data=fetch.outputs["train_data"], eval_data=fetch.outputs["eval_data"], **windows
-    )
+        train_data=fetch.outputs["train_data"], eval_data=fetch.outputs["eval_data"],
+        dataset_yaml=dataset_yaml, **windows,
+    )  # fmt: skip
     check.set_display_name("validate data")
     train = train_model(
         train_data=fetch.outputs["train_data"],
         config_yaml=config_yaml,
+        dataset_yaml=dataset_yaml,
         nproc_per_node=nproc_per_node,
     ).after(check)
     train.set_display_name("train AITM")
@@ -51,6 +55,7 @@ def training_pipeline(
         model=train.outputs["model"],
         eval_data=fetch.outputs["eval_data"],
         config_yaml=config_yaml,
+        dataset_yaml=dataset_yaml,
         bentoml_home=bentoml_home,
         oracle_data=oracle_data,
         eval_start=eval_start,
@@ -63,6 +68,7 @@ def training_pipeline(
             decision=evaluation.outputs["decision"],
             reference=evaluation.outputs["reference"],
             config_yaml=config_yaml,
+            dataset_yaml=dataset_yaml,
             bentoml_home=bentoml_home,
             bentofile=bentofile,
             feature_service=feature_service,

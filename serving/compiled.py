@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from aitm.checkpoint import Predictor
+from aitm.schema import FeatureSchema
 
 CHECK_SIZES = (1, 7, 64)  # batch sizes compared with the eager model (plus the largest)
 
@@ -24,19 +25,30 @@ class TraceMismatchError(RuntimeError):
     """The traced model does not reproduce the eager one."""
 
 
-def _random_rows(cardinalities: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    return np.stack([rng.integers(0, c, n) for c in cardinalities], axis=1).astype(np.int64)
+def _random_rows(schema: FeatureSchema, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows as `schema.encode` makes them: int64 indices, or float64 when some field is
+    numeric, its columns standardized values with a tenth missing (NaN)."""
+    x = np.stack([rng.integers(0, c, n) for c in schema.cardinalities], axis=1).astype(np.int64)
+    numeric = list(schema.numeric_positions)
+    if not numeric:
+        return x
+    values = rng.normal(size=(n, len(numeric)))
+    values[rng.random(values.shape) < 0.1] = np.nan
+    x = x.astype(np.float64)
+    x[:, numeric] = values
+    return x
 
 
 def traced_forward(
     predictor: Predictor, max_rows: int, atol: float = 1e-6
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """(N, F) field indices -> (N, T) probabilities, through a frozen trace of the model."""
+    """(N, F) encoded rows -> (N, T) probabilities, through a frozen trace of the model; the
+    example it is traced on has the dtype `schema.encode` gives (float64 with numeric fields)."""
     model = predictor.model.eval()
-    cardinalities = np.asarray(predictor.schema.cardinalities)
+    schema = predictor.schema
     rng = np.random.default_rng(0)
     with torch.inference_mode():
-        example = torch.as_tensor(_random_rows(cardinalities, 64, rng))
+        example = torch.as_tensor(_random_rows(schema, 64, rng))
         traced = torch.jit.optimize_for_inference(torch.jit.trace(model, example).eval())
 
     def forward(x: np.ndarray) -> np.ndarray:
@@ -44,7 +56,7 @@ def traced_forward(
             return torch.sigmoid(traced(torch.as_tensor(x))).numpy()
 
     for n in (*CHECK_SIZES, max_rows):
-        x = _random_rows(cardinalities, n, rng)
+        x = _random_rows(schema, n, rng)
         gap = float(np.abs(forward(x) - predictor.predict_encoded(x)).max())
         if not gap <= atol:
             raise TraceMismatchError(

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aitm.dataset import DatasetSpec
 from serving.errors import NotFoundError, RequestError, StoreUnavailableError
 
 REDIS_FALLBACK_ENV = "REDIS_CONNECTION_STRING"  # the name the k8s manifests use
@@ -25,9 +26,18 @@ def fail_fast(connection: str) -> str:
 
 class OnlineStore:
     """Opened once at start-up. The feature service is resolved once, and again whenever the
-    registry changes (`features.online.OnlineFeatureReader`)."""
+    registry changes (`features.online.OnlineFeatureReader`); the names come from `spec`."""
 
-    def __init__(self, repo: str, variant: str, feature_service: str) -> None:
+    def __init__(
+        self,
+        repo: str,
+        variant: str,
+        feature_service: str,
+        spec: DatasetSpec,
+        dtypes: Mapping[str, str],
+    ) -> None:
+        """`dtypes`: each field's type in the served model ("int", "str" or "float"), for the
+        readiness probe's values."""
         from features.online import OnlineFeatureReader
         from features.store import REDIS_ENV, open_store
 
@@ -36,17 +46,24 @@ class OnlineStore:
             os.environ[REDIS_ENV] = fallback
         if variant == "redis" and os.environ.get(REDIS_ENV):
             os.environ[REDIS_ENV] = fail_fast(os.environ[REDIS_ENV])
-        self.reader = OnlineFeatureReader(open_store(repo, variant), feature_service)  # type: ignore[arg-type]
+        self.spec = spec
+        self.dtypes = dict(dtypes)
+        self.reader = OnlineFeatureReader(open_store(repo, variant), feature_service, spec)  # type: ignore[arg-type]
 
     def lookup(
-        self, user_id: int, ad_ids: Sequence[int], context: Mapping[str, Any]
+        self,
+        request_keys: Mapping[str, Any],
+        candidate_ids: Sequence[Any],
+        context: Mapping[str, Any],
     ) -> dict[str, list[Any]]:
-        """Model input columns, one value per ad. Missing ids -> NotFoundError naming them
-        (policy: never zero-fill); an unreachable store -> StoreUnavailableError."""
+        """Model input columns, one value per candidate. `request_keys`: each request
+        entity's key -> its value; `context`: the spec's context fields (scalars) and
+        candidate_context fields (one value per candidate). Missing ids -> NotFoundError naming
+        them (policy: never zero-fill); an unreachable store -> StoreUnavailableError."""
         from features.online import MissingEntityError
 
         try:
-            return self.reader.columns(user_id, ad_ids, context)
+            return self.reader.columns(dict(request_keys), candidate_ids, context)
         except MissingEntityError as exc:
             raise NotFoundError(str(exc)) from exc
         except ValueError as exc:
@@ -56,10 +73,23 @@ class OnlineStore:
                 f"online feature store unavailable ({type(exc).__name__}: {exc})"
             ) from exc
 
+    def _probe(self, name: str) -> Any:
+        """A well-typed value of a field (the low end of its range where it has one)."""
+        dtype = self.dtypes.get(name, "str")
+        low = self.spec.ranges.get(name, (0, 0))[0]
+        if dtype == "int":
+            return int(low)
+        if dtype == "float":
+            return float(low)
+        return "probe"
+
     def ping(self) -> bool:
         """True if the store answers a lookup (an absent id still counts as an answer)."""
+        keys = {e.key: self._probe(e.key) for e in self.spec.request_entities.values()}
+        context: dict[str, Any] = {n: self._probe(n) for n in self.spec.context}
+        context.update({n: [self._probe(n)] for n in self.spec.candidate_context})
         try:
-            self.lookup(0, [0], {"position": 1, "hour": 0, "channel": "probe"})
+            self.lookup(keys, [self._probe(self.spec.candidate_entity.key)], context)
         except RequestError:
             return True
         except StoreUnavailableError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from aitm.dataset import DatasetSpec
 from aitm.schema import FeatureSchema
 from serving.requests import INT64, MAX_STRING
 from serving.settings import ServingSettings
@@ -19,7 +20,7 @@ ERROR_SCHEMA = "Error"
 ERROR_STATUSES = {
     "400": "Malformed JSON, or a body not matching the request model (`detail` lists the "
     "validation errors)",
-    "404": "A user or ad without features in the online store",
+    "404": "A {entities} without features in the online store",
     "413": "Body, rows or candidates over the service's limits",
     "422": "A well-formed request the model cannot take: unknown or missing field, a value of "
     "the wrong type or too long, an unknown objective",
@@ -30,10 +31,14 @@ ERROR_STATUSES = {
 }
 
 
-def _error_responses() -> dict[str, Any]:
+def _error_responses(spec: DatasetSpec) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+    entities = " or ".join(spec.entities)
     return {
-        status: {"description": text, "content": {"application/json": {"schema": ref}}}
+        status: {
+            "description": text.format(entities=entities),
+            "content": {"application/json": {"schema": ref}},
+        }
         for status, text in ERROR_STATUSES.items()
     }
 
@@ -60,12 +65,12 @@ def _predict_answer(tasks: list[str]) -> dict[str, Any]:
     }
 
 
-def _rank_answer(tasks: list[str]) -> dict[str, Any]:
+def _rank_answer(tasks: list[str], key: str, key_dtype: str) -> dict[str, Any]:
     candidate = {
         "type": "object",
-        "required": ["ad_id", "objective", "weight", "score", "probabilities"],
+        "required": [key, "objective", "weight", "score", "probabilities"],
         "properties": {
-            "ad_id": {"type": "integer"},
+            key: {"type": "integer" if key_dtype == "int" else "string"},
             "objective": {"type": "string", "enum": tasks},
             "weight": {"type": "number"},
             "score": {"type": "number", "minimum": 0},
@@ -85,16 +90,18 @@ def _rank_answer(tasks: list[str]) -> dict[str, Any]:
 
 
 def _row(schema: FeatureSchema) -> dict[str, Any]:
-    integer = {"type": "integer", "minimum": -INT64, "maximum": INT64 - 1, "nullable": True}
-    string = {"type": "string", "maxLength": MAX_STRING, "nullable": True}
+    types = {
+        "int": {"type": "integer", "minimum": -INT64, "maximum": INT64 - 1, "nullable": True},
+        "str": {"type": "string", "maxLength": MAX_STRING, "nullable": True},
+        "float": {"type": "number", "nullable": True},
+    }
     return {
         "type": "object",
-        "description": "Raw feature values; an unseen value is scored as unknown, null too",
+        "description": "Raw feature values; an unseen value is scored as unknown, null too "
+        "(a number field's null is scored as missing)",
         "required": schema.field_names,
         "additionalProperties": False,
-        "properties": {
-            f.name: dict(integer if f.dtype == "int" else string) for f in schema.fields
-        },
+        "properties": {f.name: dict(types[f.dtype]) for f in schema.fields},
     }
 
 
@@ -113,14 +120,37 @@ def _openapi_30_bounds(node: Any) -> None:
             _openapi_30_bounds(child)
 
 
+def _openapi_30_nullable(node: Any) -> None:
+    """Pydantic writes an optional value as `anyOf: [{...}, {type: null}]`; OpenAPI 3.0 has no
+    null type, it wants `{..., nullable: true}`. Rewrite them in place."""
+    if isinstance(node, dict):
+        options = node.get("anyOf")
+        if isinstance(options, list) and {"type": "null"} in options:
+            rest = [o for o in options if o != {"type": "null"}]
+            if len(rest) == 1 and isinstance(rest[0], dict) and "$ref" not in rest[0]:
+                del node["anyOf"]
+                node.update(rest[0], nullable=True)
+        for child in node.values():
+            _openapi_30_nullable(child)
+    elif isinstance(node, list):
+        for child in node:
+            _openapi_30_nullable(child)
+
+
 def document(
-    generated: dict[str, Any], schema: FeatureSchema, settings: ServingSettings
+    generated: dict[str, Any],
+    schema: FeatureSchema,
+    settings: ServingSettings,
+    spec: DatasetSpec,
 ) -> dict[str, Any]:
     """BentoML's generated document (`Service.openapi_spec.asdict()`) with the model's fields,
-    the limits, the answers' shapes and every status the model routes answer with."""
+    the limits, the answers' shapes and every status the model routes answer with; the /rank
+    names (keys, context, the candidate's key) are the served dataset `spec`'s."""
     doc = copy.deepcopy(generated)
     _openapi_30_bounds(doc)
+    _openapi_30_nullable(doc)
     tasks = list(schema.tasks)
+    key = spec.candidate_entity.key
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas[ERROR_SCHEMA] = {
         "type": "object",
@@ -132,13 +162,16 @@ def document(
         },
     }
     schemas["Candidate"]["properties"]["objective"]["enum"] = tasks
-    answers = {"/predict": _predict_answer(tasks), "/rank": _rank_answer(tasks)}
+    answers = {
+        "/predict": _predict_answer(tasks),
+        "/rank": _rank_answer(tasks, key, schema.field(key).dtype),
+    }
     for route, answer in answers.items():
         operation = doc["paths"][route]["post"]
         operation["responses"] = {
             "200": {"description": "Successful Response",
                     "content": {"application/json": {"schema": answer}}},
-            **_error_responses(),
+            **_error_responses(spec),
         }  # fmt: skip
         operation["requestBody"]["required"] = True
     request = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]

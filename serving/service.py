@@ -17,7 +17,6 @@ import uuid
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,13 +24,10 @@ import bentoml
 import numpy as np
 import torch
 import ujson
-from pydantic import StrictBool
 from pydantic.warnings import PydanticDeprecatedSince211
 from starlette.responses import JSONResponse
 
-from aitm.checkpoint import SCHEMA
-from aitm.schema import FeatureSchema
-from features.fields import FEATURE_SERVICE, context_fields
+from pipelines.registry import MODEL_NAME
 from serving import metrics, model_source, openapi, scoring
 from serving.batching import MicroBatcher, OverloadedError
 from serving.compiled import traced_forward
@@ -44,8 +40,9 @@ from serving.errors import (
 from serving.middleware import BodyLimit, JSONOnly, OpenAPIDocument, RateLimit
 from serving.online import OnlineStore
 from serving.prediction_log import PredictionLog, RequestRecords
-from serving.requests import Candidate, Context, Id, check_candidates, check_rows
+from serving.requests import check_candidates, check_rows, rank_models
 from serving.settings import ServingSettings
+from serving.spec import check_expected, expected_spec, served_spec
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +66,17 @@ _SETTINGS = ServingSettings.from_env()
 # Resolved and checksum-verified when the module is imported, on purpose: `bentoml serve` then
 # exits at once with the ArtifactError (a failing worker would only be respawned), and
 # `bentoml build` ships this model inside the bento. Loading the weights waits for __init__.
-_MODEL_TAG = model_source.verified_tag(_SETTINGS.model_tag)
+_EXPECTED = expected_spec(_SETTINGS.dataset)  # AITM_DATASET: the spec this deployment serves
+_MODEL_TAG = model_source.verified_tag(
+    _SETTINGS.model_tag, _EXPECTED.model_name if _EXPECTED else MODEL_NAME
+)
+# The dataset spec the model was trained on names the /rank request's keys and fields, so the
+# request models are built here, before the service class that uses them (SpecError at once,
+# like a broken artifact, for a spec that is not the deployment's).
+_SCHEMA = model_source.stored_schema(_MODEL_TAG)
+_SPEC = served_spec(_SCHEMA, _MODEL_TAG)
+check_expected(_SPEC, _MODEL_TAG, _EXPECTED)
+_RANK = rank_models(_SPEC, _SCHEMA, base=bentoml.IODescriptor)
 
 
 class FastJSONResponse(JSONResponse):
@@ -125,10 +132,11 @@ class AITMService:
             max_waiting_rows=MAX_WAITING_ROWS,
             inline_rows=INLINE_ROWS if self.settings.torchscript else 0,
         )
-        if set(Context.model_fields) != set(context_fields()):
-            raise RuntimeError(f"/rank context {list(Context.model_fields)} != {context_fields()}")
-        service = self.schema.extra.get("feature_service", FEATURE_SERVICE)
-        self.store = OnlineStore(self.settings.feast_repo, self.settings.feast_online, service)
+        service = self.schema.extra.get("feature_service", _SPEC.feature_service)
+        dtypes = {f.name: f.dtype for f in self.schema.fields}
+        self.store = OnlineStore(
+            self.settings.feast_repo, self.settings.feast_online, service, _SPEC, dtypes
+        )
         for reason in ("queue_full", "write_error"):  # shown at 0 before the first failure
             metrics.prediction_log_failures.labels(reason=reason)
         self.log = None
@@ -235,26 +243,24 @@ class AITMService:
 
         return await self._answer("predict", handle)
 
-    @bentoml.api(route="/rank")
-    async def rank(
-        self,
-        user_id: Id,
-        context: Context,
-        candidates: list[Candidate],
-        monotone: StrictBool = False,
-    ) -> dict[str, Any]:
-        """Candidates of one user sorted by weight * p(objective), features from Feast.
+    @bentoml.api(route="/rank", input_spec=_RANK.body)
+    async def rank(self, **body: Any) -> dict[str, Any]:
+        """Candidates of one request (e.g. one user) sorted by weight * p(objective), features
+        from Feast. The body's names are the served dataset spec's (serving.requests).
 
-        A user or ad without online features is an error (404 naming the ids), never a
+        An entity without online features is an error (404 naming the ids), never a
         zero-filled row. `monotone: true` returns probabilities made monotone along the funnel
         by a running minimum (scores use them); the log always holds the raw ones.
         """
+        candidates, monotone = body["candidates"], body["monotone"]
+        key = _RANK.candidate_key
 
         async def handle(request_id: str) -> dict[str, Any]:
             check_candidates(candidates, self.tasks, self.settings.max_candidates)
-            ad_ids = [c.ad_id for c in candidates]
+            ids = [c.key for c in candidates]
+            context = _RANK.context_of(body["context"], candidates)
             columns = await anyio.to_thread.run_sync(
-                self.store.lookup, user_id, ad_ids, context.model_dump()
+                self.store.lookup, _RANK.keys_of(body), ids, context
             )
             x, unknown = self.encode(columns)
             self._count_unknown(unknown)
@@ -271,7 +277,7 @@ class AITMService:
             scores = ranked.scores.tolist()
             out = [
                 {
-                    "ad_id": ad_ids[i],
+                    key: ids[i],
                     "objective": objectives[i],
                     "weight": weights[i],
                     "score": scores[i],
@@ -285,9 +291,8 @@ class AITMService:
 
 
 def _openapi_document() -> dict[str, Any]:
-    schema_json = Path(bentoml.models.get(_MODEL_TAG).path_of(SCHEMA)).read_text()
     generated = AITMService.openapi_spec.asdict()
-    return openapi.document(generated, FeatureSchema.from_json(schema_json), _SETTINGS)
+    return openapi.document(generated, _SCHEMA, _SETTINGS, _SPEC)
 
 
 # Outermost first: the rate limit (before any body is read), the body type and size, the document.

@@ -13,6 +13,9 @@ class ServingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_tag: str = ""  # AITM_MODEL_TAG; empty or "<name>:promoted" -> the promoted pointer
+    # AITM_DATASET: the dataset spec (a path) this deployment serves; a model trained on
+    # another spec is refused at start-up. Empty: whatever spec the model carries.
+    dataset: str = ""
     feast_repo: str = "feature_repo"  # AITM_FEAST_REPO: folder holding the Feast yaml files
     feast_online: str = "sqlite"  # AITM_FEAST_ONLINE: variant, sqlite or redis
     prediction_log_dir: str = ""  # AITM_PREDICTION_LOG_DIR; empty: no prediction log

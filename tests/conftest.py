@@ -94,11 +94,12 @@ print(json.dumps({{"tag": tag, "path": str(path)}}))
 def serving_repo(serving_model, tmp_path_factory):
     """The served model's own simulation, built into a Feast repo, applied and materialized:
     (repo folder, SQLite store)."""
+    from aitm.dataset import load_spec
     from features.build import build_sources
     from features.store import apply, materialize, open_store
 
     repo = copy_repo(tmp_path_factory.mktemp("serving-feast") / "feature_repo")
-    build_sources(serving_model.sim, repo)
+    build_sources(load_spec(), repo, serving_model.sim)
     apply(repo, "sqlite")
     store = open_store(repo, "sqlite")
     materialize(store, pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2035-01-01", tz="UTC"))

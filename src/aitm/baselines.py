@@ -1,6 +1,7 @@
 """Multi-task baselines that AITM is compared with, on the same embedding, loss and training loop.
 
-Every model maps (B, F) field indices to (B, T) END-TO-END logits, so `aitm.losses`,
+Every model maps (B, F) field indices (float, with numeric fields at the positions `numeric`
+names, see `aitm.model.FieldEmbedding`) to (B, T) END-TO-END logits, so `aitm.losses`,
 `aitm.training` and `aitm.evaluation` treat them exactly as they treat AITM. Read bottom-up:
 
 - `mlp`: a tower per task over the shared embedding, nothing else shared.
@@ -21,6 +22,7 @@ all towers, run as one batched product each (no Python loop over experts).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -94,10 +96,16 @@ def _check_tasks(name: str, num_tasks: int) -> None:
 class MultiTowerMLP(nn.Module):
     """Shared embedding, an independent tower and head per task. (B, F) -> (B, T) logits."""
 
-    def __init__(self, cardinalities: list[int], num_tasks: int, config: ModelConfig) -> None:
+    def __init__(
+        self,
+        cardinalities: list[int],
+        num_tasks: int,
+        config: ModelConfig,
+        numeric: Sequence[int] = (),
+    ) -> None:
         super().__init__()
         _check_tasks("mlp", num_tasks)
-        self.embedding = FieldEmbedding(cardinalities, config.embedding_dim)
+        self.embedding = FieldEmbedding(cardinalities, config.embedding_dim, numeric=numeric)
         self.towers = BatchedTowers(
             num_tasks, self.embedding.output_dim, config.tower_dims, config.dropout
         )
@@ -130,12 +138,18 @@ class MixtureOfExperts(nn.Module):
     """
 
     def __init__(
-        self, cardinalities: list[int], num_tasks: int, config: ModelConfig, *, multi_gate: bool
+        self,
+        cardinalities: list[int],
+        num_tasks: int,
+        config: ModelConfig,
+        *,
+        multi_gate: bool,
+        numeric: Sequence[int] = (),
     ) -> None:
         super().__init__()
         _check_tasks("mmoe" if multi_gate else "omoe", num_tasks)
         self.num_tasks, self.multi_gate = num_tasks, multi_gate
-        self.embedding = FieldEmbedding(cardinalities, config.embedding_dim)
+        self.embedding = FieldEmbedding(cardinalities, config.embedding_dim, numeric=numeric)
         in_dim = self.embedding.output_dim
         self.experts = BatchedTowers(
             config.num_experts, in_dim, config.expert_dims, _expert_dropout(config)
@@ -222,10 +236,16 @@ class PLE(nn.Module):
     (B, F) -> (B, T) logits.
     """
 
-    def __init__(self, cardinalities: list[int], num_tasks: int, config: ModelConfig) -> None:
+    def __init__(
+        self,
+        cardinalities: list[int],
+        num_tasks: int,
+        config: ModelConfig,
+        numeric: Sequence[int] = (),
+    ) -> None:
         super().__init__()
         _check_tasks("ple", num_tasks)
-        self.embedding = FieldEmbedding(cardinalities, config.embedding_dim)
+        self.embedding = FieldEmbedding(cardinalities, config.embedding_dim, numeric=numeric)
         dims, dropout = config.expert_dims, _expert_dropout(config)
         in_dims = [self.embedding.output_dim] + [dims[-1]] * (config.ple_layers - 1)
         self.layers = nn.ModuleList(
@@ -250,16 +270,22 @@ class PLE(nn.Module):
         return self.heads(run_towers(self.towers, h))
 
 
-def build_baseline(cardinalities: list[int], num_tasks: int, config: ModelConfig) -> nn.Module:
-    """The baseline `config.kind` names; (B, F) field indices -> (B, T) end-to-end logits."""
+def build_baseline(
+    cardinalities: list[int], num_tasks: int, config: ModelConfig, numeric: Sequence[int] = ()
+) -> nn.Module:
+    """The baseline `config.kind` names; (B, F) field indices -> (B, T) end-to-end logits.
+    `numeric`: positions of the numeric fields (see `aitm.model.FieldEmbedding`)."""
     if config.kind == "mlp":
-        return MultiTowerMLP(cardinalities, num_tasks, config)
+        return MultiTowerMLP(cardinalities, num_tasks, config, numeric)
     if config.kind == "esmm":
-        return ESMM(cardinalities, num_tasks, config)
+        return ESMM(cardinalities, num_tasks, config, numeric)
     if config.kind in ("omoe", "mmoe"):
-        return MixtureOfExperts(cardinalities, num_tasks, config, multi_gate=config.kind == "mmoe")
+        multi_gate = config.kind == "mmoe"
+        return MixtureOfExperts(
+            cardinalities, num_tasks, config, multi_gate=multi_gate, numeric=numeric
+        )
     if config.kind == "ple":
-        return PLE(cardinalities, num_tasks, config)
+        return PLE(cardinalities, num_tasks, config, numeric)
     raise ValueError(
         f"unknown baseline kind {config.kind!r}; expected one of mlp, esmm, omoe, mmoe, ple "
         "(aitm is built by aitm.model.build_model)"

@@ -123,7 +123,7 @@ class Predictor:
         return self.schema.tasks
 
     def predict_encoded(self, x: np.ndarray) -> np.ndarray:
-        """(N, F) field indices -> (N, T) probabilities."""
+        """(N, F) encoded fields (int64, or float64 with numeric fields) -> (N, T) probabilities."""
         return predict_proba(self.model, x, self.config.train.eval_batch_size)
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:

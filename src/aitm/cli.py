@@ -67,18 +67,35 @@ def simulate(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option(help="Simulated folder (train/, val/) or a table file.")],
     out: Annotated[Path, typer.Option(help="Model artifact folder to write.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Simulated folder (train/, val/) or a table; default: the spec's table."),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config (see aitm.config).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override train.max_epochs.")] = None,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dataset spec (YAML): the config's data section and the artifact's copy."
+        ),
+    ] = None,
 ) -> None:
     """Train a model and write a self-describing artifact. Runs data-parallel under torchrun."""
     from aitm.checkpoint import save_artifact
     from aitm.data import DataError, load_split, split_paths, time_split
+    from aitm.dataset import load_spec
     from aitm.training import train as run_training
 
     try:
         cfg = _load_config(config, epochs)
+        spec = None
+        if dataset is not None:
+            spec = load_spec(dataset)
+            cfg = cfg.with_dataset(spec)
+            data = data or spec.table_path()
+        if data is None:
+            _fail("give --data (a table or a simulated folder) or --dataset (a spec)")
         splits = split_paths(data)
         if "train" in splits and "val" in splits:
             train_frame = load_split(splits["train"], cfg.data)
@@ -86,7 +103,7 @@ def train(
         else:
             frame = load_split(data, cfg.data)
             train_frame, val_frame = time_split(frame, cfg.data.timestamp, seed=cfg.train.seed)
-        result = run_training(cfg, train_frame, val_frame)
+        result = run_training(cfg, train_frame, val_frame, dataset=spec)
     except (DataError, ValueError) as exc:
         _fail(str(exc))
     if int(os.environ.get("RANK", "0")) != 0:

@@ -5,12 +5,18 @@ Every section forbids unknown keys, and every default lives here.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+if TYPE_CHECKING:
+    from aitm.dataset import DatasetSpec
+
+# The simulator's names (the simulator imports them); DataConfig's defaults come from the
+# default dataset spec, datasets/simulated.yaml, which lists the same ones.
 SIMULATED_FIELDS: tuple[str, ...] = (
     "user_id", "age_band", "gender", "income_band", "credit_band", "occupation", "city", "device",
     "ad_id", "business_id", "card_type", "creative_type",
@@ -23,18 +29,39 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@cache
+def _default_spec() -> DatasetSpec:
+    from aitm.dataset import DEFAULT_SPEC, load_spec  # imports nothing of aitm: no cycle
+
+    return load_spec(DEFAULT_SPEC)  # the shipped default, whatever $AITM_DATASET names
+
+
 class DataConfig(_Strict):
     """Which columns of a table are model inputs and labels."""
 
-    fields: list[str] = Field(default_factory=lambda: list(SIMULATED_FIELDS))
-    tasks: list[str] = Field(default_factory=lambda: list(SIMULATED_TASKS))  # funnel order
+    fields: list[str] = Field(default_factory=lambda: list(_default_spec().fields))
+    tasks: list[str] = Field(default_factory=lambda: list(_default_spec().tasks))  # funnel order
     timestamp: str | None = "event_timestamp"
     min_count: int = Field(default=5, ge=1)  # rarer values share the unknown index 0
+    numeric: list[str] = Field(default_factory=list)  # fields that are numbers, not categories
+
+    @classmethod
+    def from_spec(cls, spec: DatasetSpec, min_count: int | None = None) -> DataConfig:
+        """The data section a dataset spec implies. min_count: the spec's if it sets one, else
+        this argument, else the default."""
+        chosen = spec.min_count if spec.min_count is not None else min_count
+        return cls(
+            fields=list(spec.fields),
+            tasks=list(spec.tasks),
+            timestamp=spec.timestamp,
+            numeric=list(spec.numeric),
+            **({} if chosen is None else {"min_count": chosen}),
+        )
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         if not self.fields:
-            raise ValueError("data.fields must name at least one categorical field")
+            raise ValueError("data.fields must name at least one field")
         if len(self.tasks) < 2:
             raise ValueError(f"data.tasks must name at least 2 funnel steps, got {self.tasks}")
         overlap = set(self.fields) & set(self.tasks)
@@ -43,6 +70,11 @@ class DataConfig(_Strict):
         for name, items in (("fields", self.fields), ("tasks", self.tasks)):
             if len(set(items)) != len(items):
                 raise ValueError(f"data.{name} has duplicates: {items}")
+        unknown = [c for c in self.numeric if c not in self.fields]
+        if unknown:
+            raise ValueError(f"data.numeric names columns that are not fields: {unknown}")
+        if len(set(self.numeric)) != len(self.numeric):
+            raise ValueError(f"data.numeric has duplicates: {self.numeric}")
         return self
 
 
@@ -128,3 +160,9 @@ class Config(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def with_dataset(self, spec: DatasetSpec) -> Config:
+        """A copy whose data section comes from the dataset spec (the spec's min_count if it
+        sets one, else this config's)."""
+        data = DataConfig.from_spec(spec, min_count=self.data.min_count)
+        return self.model_copy(update={"data": data})

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from aitm.config import DataConfig
-from aitm.schema import FeatureSchema
+from aitm.schema import FeatureSchema, numeric_values
 from aitm.simulator import TRUE_PREFIX
 
 
@@ -18,17 +18,30 @@ class DataError(ValueError):
     """A table that cannot be used for training or evaluation; the message says why."""
 
 
+_TEXT_SUFFIXES = {".csv", ".tsv"}
+
+
+def _read_text(path: Path, columns: list[str] | None) -> pd.DataFrame:
+    frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    frame.columns = [str(c) for c in frame.columns]
+    if columns is not None:
+        frame = frame[[c for c in columns if c in frame.columns]]
+    return frame
+
+
 def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """A Parquet file, a folder of Parquet parts, or a CSV file, as one frame."""
+    """A Parquet file, a folder of Parquet parts, a CSV file, or a folder of CSV files (read
+    in name order), as one frame."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    if path.suffix.lower() in {".csv", ".tsv"}:
-        frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-        frame.columns = [str(c) for c in frame.columns]
-        if columns is not None:
-            frame = frame[[c for c in columns if c in frame.columns]]
-        return frame
+    if path.suffix.lower() in _TEXT_SUFFIXES:
+        return _read_text(path, columns)
+    if path.is_dir() and not any(path.rglob("*.parquet")):
+        texts = sorted(p for p in path.iterdir() if p.suffix.lower() in _TEXT_SUFFIXES)
+        if not texts:
+            raise DataError(f"{path}: a folder with neither Parquet nor CSV files")
+        return pd.concat([_read_text(p, columns) for p in texts], ignore_index=True)
     dataset = ds.dataset(path, format="parquet")
     if columns is not None:
         columns = [c for c in columns if c in dataset.schema.names]
@@ -49,6 +62,11 @@ def check_frame(frame: pd.DataFrame, config: DataConfig, *, require_labels: bool
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataError(f"missing columns: {missing} (table has {len(frame.columns)} columns)")
+    for name in config.numeric:
+        try:
+            numeric_values(name, frame[name])
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
     if not require_labels:
         return
     problems = []
@@ -75,7 +93,8 @@ def check_frame(frame: pd.DataFrame, config: DataConfig, *, require_labels: bool
 
 @dataclass(frozen=True)
 class EncodedData:
-    """Model-ready arrays: x (N, F) int64 field indices, y (N, T) float32 labels."""
+    """Model-ready arrays: x (N, F) field indices, int64, or float64 when some field is numeric
+    (see `FeatureSchema.encode`); y (N, T) float32 labels."""
 
     x: np.ndarray
     y: np.ndarray | None

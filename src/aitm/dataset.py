@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -31,7 +32,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 FieldType = Literal["int", "str", "float"]
-DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "datasets" / "simulated.yaml"
+_SHIPPED = Path("datasets") / "simulated.yaml"
+# Beside src/ in a checkout; in an image with the package installed, under its working folder.
+DEFAULT_SPEC = next(
+    (p for p in (Path(__file__).resolve().parents[2] / _SHIPPED, Path.cwd() / _SHIPPED)
+     if p.is_file()),
+    Path(__file__).resolve().parents[2] / _SHIPPED,
+)  # fmt: skip
+DATASET_ENV = "AITM_DATASET"  # names the spec where no path is given
 ROW_ID = "impression_id"  # the row id carried through Feast retrieval (added when absent)
 SNAPSHOT_TIME = "2020-01-01T00:00:00+00:00"  # every row's time when the table has none
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
@@ -58,6 +66,10 @@ class FloorsSpec(_Strict):
     default_auc_floor: float | None = Field(default=None, ge=0.0, le=1.0)
     auc_floor: dict[str, float] = Field(default_factory=dict)
     min_rows: int | None = Field(default=None, ge=1)  # validation: rows a window needs
+    # validation: distinct values a field needs (1 lets a sample's constant fields pass)
+    min_distinct: int | None = Field(default=None, ge=1)
+    # validation: share of a category's values that must be in the training vocabulary
+    known_share: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class DatasetSpec(_Strict):
@@ -287,8 +299,7 @@ class DatasetSpec(_Strict):
         missing = [f"{key}: column {c!r}" for c, key in needed if c not in have]
         if missing:
             raise SpecError(
-                f"dataset {self.name!r}: the table {self.table_path()} lacks "
-                + "; ".join(missing)
+                f"dataset {self.name!r}: the table {self.table_path()} lacks " + "; ".join(missing)
             )
 
     def _key_of(self, column: str) -> str:
@@ -325,5 +336,16 @@ def _describe(exc: ValidationError) -> str:
 
 
 def load_spec(path: str | Path | None = None) -> DatasetSpec:
-    """The spec at `path`, or the default (`datasets/simulated.yaml`)."""
-    return DatasetSpec.from_yaml(path or DEFAULT_SPEC)
+    """The spec at `path`, else the one $AITM_DATASET names (a deployment's ConfigMap sets it),
+    else the default (`datasets/simulated.yaml`)."""
+    return DatasetSpec.from_yaml(path or os.environ.get(DATASET_ENV) or DEFAULT_SPEC)
+
+
+def spec_of(schema: Any) -> DatasetSpec | None:
+    """The dataset spec a model artifact's feature schema carries (`schema.extra["dataset"]`,
+    written by `aitm.training.train(..., dataset=spec)`), or None for a model trained without
+    one. `schema` is an `aitm.schema.FeatureSchema`."""
+    raw = schema.extra.get("dataset")
+    if raw is None:
+        return None
+    return DatasetSpec.parse(raw, "the model artifact's dataset spec")

@@ -1,9 +1,10 @@
 """LightGBM baseline: one gradient-boosted classifier per funnel step on the encoded fields.
 
 Each task's model learns the END-TO-END label of its step from the (N, F) field indices the
-neural models embed, with every field declared categorical (LightGBM's native categorical
-splits). Early stopping watches the validation log loss of that task. Nothing ties the steps
-together, so the funnel order is not guaranteed: the violation rate shows how often it breaks.
+neural models embed, with every categorical field declared categorical (LightGBM's native
+categorical splits) and numeric fields passed as real values (NaN is LightGBM's missing value).
+Early stopping watches the validation log loss of that task. Nothing ties the steps together,
+so the funnel order is not guaranteed: the violation rate shows how often it breaks.
 LightGBM is imported inside the functions: it is an optional dependency (`aitm[baselines]`).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -77,6 +79,7 @@ class GBDTResult:
     best_rounds: dict[str, int]
     seconds: float  # fitting time, all tasks
     constant: dict[str, float] = field(default_factory=dict)  # tasks with one training class
+    numeric: tuple[int, ...] = ()  # positions of the real-valued (numeric) fields
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -87,19 +90,30 @@ class GBDTResult:
         """(N, F) field indices -> (N, T) end-to-end probabilities, one model per task."""
         x = np.asarray(x)
         out = np.empty((len(x), len(self.tasks)), dtype=np.float64)
+        frame = _frame(x, self.numeric)
         for t, (task, model) in enumerate(zip(self.tasks, self.models)):
             if model is None:
                 out[:, t] = self.constant[task]
             else:
-                out[:, t] = model.predict_proba(_frame(x))[:, 1]
+                out[:, t] = model.predict_proba(frame)[:, 1]
         return out
 
 
-def _frame(x: np.ndarray):
-    """Field indices as a frame of int32 columns (LightGBM's categorical codes are int32)."""
+def _frame(x: np.ndarray, numeric: Sequence[int] = ()):
+    """Field indices as a frame of int32 columns (LightGBM's categorical codes are int32), the
+    numeric fields as float64 columns."""
     import pandas as pd
 
-    return pd.DataFrame(np.asarray(x, dtype=np.int32), columns=[f"f{j}" for j in range(x.shape[1])])
+    x = np.asarray(x)
+    columns = [f"f{j}" for j in range(x.shape[1])]
+    if not numeric:
+        return pd.DataFrame(np.asarray(x, dtype=np.int32), columns=columns)
+    return pd.DataFrame(
+        {
+            name: x[:, j].astype(np.float64 if j in numeric else np.int32)
+            for j, name in enumerate(columns)
+        }
+    )
 
 
 def _eval_arguments(model: Any, x_val: Any, y_val: np.ndarray) -> dict[str, Any]:
@@ -116,8 +130,11 @@ def fit_per_task(
     x_val: np.ndarray,
     y_val: np.ndarray,
     config: GBDTConfig | None = None,
+    numeric: Sequence[int] = (),
 ) -> GBDTResult:
-    """One LGBMClassifier per task on (N, F) field indices, all categorical, early-stopped on val.
+    """One LGBMClassifier per task on (N, F) field indices, early-stopped on val. Every field is
+    categorical except those at the positions `numeric` (`FeatureSchema.numeric_positions`),
+    which are real-valued.
 
     y_train, y_val: (N, T) end-to-end labels. A task whose training labels hold one class gets
     that class's rate as a constant prediction (LightGBM cannot fit it).
@@ -132,8 +149,11 @@ def fit_per_task(
         )
     if x_train.shape[1] != x_val.shape[1]:
         raise ValueError(f"train and val field counts differ: {x_train.shape}, {x_val.shape}")
-    train_frame, val_frame = _frame(x_train), _frame(x_val)
-    categorical = list(train_frame.columns)
+    numeric = tuple(sorted(set(numeric)))
+    if numeric and not 0 <= numeric[0] <= numeric[-1] < x_train.shape[1]:
+        raise ValueError(f"numeric positions {numeric} outside the {x_train.shape[1]} fields")
+    train_frame, val_frame = _frame(x_train, numeric), _frame(x_val, numeric)
+    categorical = [c for j, c in enumerate(train_frame.columns) if j not in numeric]
     models: list[Any] = []
     best_rounds: dict[str, int] = {}
     constant: dict[str, float] = {}
@@ -158,4 +178,4 @@ def fit_per_task(
         models.append(model)
         best_rounds[task] = int(model.best_iteration_ or config.max_rounds)
     seconds = time.perf_counter() - start
-    return GBDTResult(models, tasks, config, best_rounds, seconds, constant)
+    return GBDTResult(models, tasks, config, best_rounds, seconds, constant, numeric)

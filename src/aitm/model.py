@@ -9,6 +9,7 @@ to the output.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -118,24 +119,63 @@ class _GatherRows(torch.autograd.Function):
 
 
 class FieldEmbedding(nn.Module):
-    """(B, F) per-field indices -> (B, F * D), one table with a row range per field."""
+    """(B, F) per-field indices -> (B, F * D), one table with a row range per field.
 
-    def __init__(self, cardinalities: list[int], dim: int, init_std: float = 0.01) -> None:
+    Fields at the `numeric` positions are numbers: each has 2 rows, 0 the "missing" vector and 1
+    the "value" vector, and embeds as value * row 1, or row 0 where the value is NaN. x is then
+    float (categorical columns holding their index); with no numeric field it is int64 and the
+    forward pass is one gather.
+    """
+
+    def __init__(
+        self,
+        cardinalities: list[int],
+        dim: int,
+        init_std: float = 0.01,
+        numeric: Sequence[int] = (),
+    ) -> None:
         super().__init__()
         if not cardinalities or min(cardinalities) < 1:
             raise ValueError(f"every field needs a cardinality >= 1, got {cardinalities}")
         if dim < 1:
             raise ValueError(f"embedding dim must be >= 1, got {dim}")
+        numeric = sorted(set(numeric))
+        if numeric and (numeric[0] < 0 or numeric[-1] >= len(cardinalities)):
+            raise ValueError(f"numeric positions {numeric} outside 0..{len(cardinalities) - 1}")
+        if any(cardinalities[j] != 2 for j in numeric):
+            raise ValueError(
+                f"numeric fields need cardinality 2 (missing, value), got "
+                f"{[cardinalities[j] for j in numeric]} at positions {numeric}"
+            )
         offsets = torch.tensor([0, *cardinalities[:-1]], dtype=torch.long).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)
+        mask = None
+        if numeric:  # uint8, not bool: DDP broadcasts buffers and gloo aborts on bool tensors
+            mask = torch.zeros(len(cardinalities), dtype=torch.uint8)
+            mask[numeric] = 1
+        self.register_buffer("numeric_mask", mask, persistent=False)
         self.cardinalities = list(cardinalities)
+        self.numeric = tuple(numeric)
         self.table = nn.Embedding(sum(cardinalities), dim)
         nn.init.normal_(self.table.weight, std=init_std)
         self.output_dim = len(cardinalities) * dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.numeric_mask is not None:
+            return self._forward_numeric(x)
+        if x.is_floating_point():  # indices passed as floats
+            x = x.long()
         rows = _GatherRows.apply(self.table.weight, (x + self.offsets).view(-1))
         return rows.view(x.shape[0], -1)
+
+    def _forward_numeric(self, x: torch.Tensor) -> torch.Tensor:
+        """The same single gather, numeric fields at row 1 (present) or 0 (NaN), times a
+        per-element scale: the value for a present numeric field, else 1."""
+        numeric, present = self.numeric_mask.bool(), ~torch.isnan(x)
+        codes = torch.where(numeric, present.to(x.dtype), x.nan_to_num(0.0)).long()
+        rows = _GatherRows.apply(self.table.weight, (codes + self.offsets).view(-1))
+        scale = torch.where(numeric & present, x, 1.0).to(rows.dtype)
+        return (rows.view(*x.shape, -1) * scale.unsqueeze(-1)).view(x.shape[0], -1)
 
 
 class BatchedTowers(nn.Module):
@@ -257,16 +297,23 @@ class AITM(nn.Module):
 
     transfer="ait" is the paper's model; "none" ablates the AIT module (z_t = q_t);
     "probability" passes only task t-1's predicted probability through g (the pattern the paper
-    argues against). (B, F) field indices -> (B, T) end-to-end logits.
+    argues against). (B, F) field indices (float with numeric fields at positions `numeric`, see
+    `FieldEmbedding`) -> (B, T) end-to-end logits.
     """
 
-    def __init__(self, cardinalities: list[int], num_tasks: int, config: ModelConfig) -> None:
+    def __init__(
+        self,
+        cardinalities: list[int],
+        num_tasks: int,
+        config: ModelConfig,
+        numeric: Sequence[int] = (),
+    ) -> None:
         super().__init__()
         if num_tasks < 2:
             raise ValueError(f"AITM needs at least 2 tasks, got {num_tasks}")
         self.num_tasks, self.transfer_mode = num_tasks, config.transfer
         d = config.tower_dims[-1]
-        self.embedding = FieldEmbedding(cardinalities, config.embedding_dim)
+        self.embedding = FieldEmbedding(cardinalities, config.embedding_dim, numeric=numeric)
         self.towers = BatchedTowers(
             num_tasks, self.embedding.output_dim, config.tower_dims, config.dropout
         )
@@ -315,8 +362,9 @@ def build_model(schema: FeatureSchema, config: ModelConfig) -> nn.Module:
             f"schema embedding sizes {sorted(dims)} differ from model.embedding_dim "
             f"{config.embedding_dim}"
         )
+    numeric = schema.numeric_positions
     if config.kind == "aitm":
-        return AITM(schema.cardinalities, len(schema.tasks), config)
+        return AITM(schema.cardinalities, len(schema.tasks), config, numeric=numeric)
     from aitm.baselines import build_baseline
 
-    return build_baseline(schema.cardinalities, len(schema.tasks), config)
+    return build_baseline(schema.cardinalities, len(schema.tasks), config, numeric=numeric)

@@ -8,10 +8,12 @@ watches the sum of validation AUCs over every task and always restores the best 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,9 @@ from aitm.evaluation import Evaluation, evaluate
 from aitm.losses import aitm_loss
 from aitm.model import build_model
 from aitm.schema import FeatureSchema, build_schema
+
+if TYPE_CHECKING:
+    from aitm.dataset import DatasetSpec
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,30 @@ def fit_schema(frame: pd.DataFrame, config: Config) -> FeatureSchema:
         list(config.data.tasks),
         min_count=config.data.min_count,
         embedding_dim=config.model.embedding_dim,
+        numeric=list(config.data.numeric),
     )
+
+
+def with_dataset(schema: FeatureSchema, spec: DatasetSpec) -> FeatureSchema:
+    """The schema carrying the dataset spec (`extra["dataset"]`, every field's type filled in)
+    and its feature service (`extra["feature_service"]`); read back by `aitm.dataset.spec_of`.
+
+    ValueError if the spec's fields, tasks or numeric fields differ from the schema's.
+    """
+    numeric = [f.name for f in schema.fields if f.is_numeric]
+    for what, ours, theirs in (
+        ("fields", schema.field_names, list(spec.fields)),
+        ("tasks", list(schema.tasks), list(spec.tasks)),
+        ("numeric fields", numeric, [c for c in spec.fields if c in spec.numeric]),
+    ):
+        if ours != theirs:
+            raise ValueError(
+                f"dataset {spec.name!r}: its {what} {theirs} differ from the schema's {ours}"
+            )
+    types = {f.name: f.dtype for f in schema.fields if not f.is_numeric}
+    content = spec.with_types(types).model_dump(mode="json", exclude={"base_dir"})
+    extra = {**schema.extra, "dataset": content, "feature_service": spec.feature_service}
+    return dataclasses.replace(schema, extra=extra)
 
 
 def selection_score(
@@ -111,7 +139,8 @@ def selection_score(
 def predict_proba(
     model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 50_000
 ) -> np.ndarray:
-    """(N, F) field indices -> (N, T) end-to-end probabilities."""
+    """(N, F) encoded fields (int64, or float64 with numeric fields) -> (N, T) end-to-end
+    probabilities."""
     was_training = model.training
     model.eval()
     x = torch.as_tensor(x)
@@ -125,9 +154,13 @@ def train(
     train_frame: pd.DataFrame,
     val_frame: pd.DataFrame,
     schema: FeatureSchema | None = None,
+    dataset: DatasetSpec | None = None,
 ) -> TrainResult:
-    """Fit the schema on the training frame (unless given), encode both frames, train."""
+    """Fit the schema on the training frame (unless given), encode both frames, train. With a
+    dataset spec, the schema (and so the artifact) carries it: see `with_dataset`."""
     schema = schema or fit_schema(train_frame, config)
+    if dataset is not None:
+        schema = with_dataset(schema, dataset)
     return train_encoded(config, schema, encode(train_frame, schema), encode(val_frame, schema))
 
 

@@ -16,9 +16,17 @@ import pandas as pd
 import pytest
 
 from aitm.data import read_table
+from aitm.dataset import ROW_ID, load_spec
 from features.config import ValidationConfig
-from features.fields import ROW_ID, TASKS, TIMESTAMP, model_fields
 from features.validation import ValidationError, build_suite, validate
+
+SPEC = load_spec()  # the default spec: the simulator's names
+TASKS, TIMESTAMP = tuple(SPEC.tasks), SPEC.timestamp
+
+
+def model_fields() -> list[str]:
+    return SPEC.fields
+
 
 WINDOW = (pd.Timestamp("2026-01-09", tz="UTC"), pd.Timestamp("2026-01-10", tz="UTC"))
 NOW = datetime(2026, 1, 10, 6, tzinfo=UTC)  # the run time: six hours after the window closed

@@ -9,10 +9,18 @@ import pytest
 from pydantic import ValidationError as ConfigError
 
 from aitm.data import read_table
+from aitm.dataset import load_spec
 from aitm.schema import build_schema
 from features.config import ValidationConfig
-from features.fields import TASKS, TIMESTAMP, model_fields
 from features.validation import ValidationError, build_suite, validate
+
+SPEC = load_spec()  # the default spec: the simulator's names
+TASKS, TIMESTAMP = tuple(SPEC.tasks), SPEC.timestamp
+
+
+def model_fields() -> list[str]:
+    return SPEC.fields
+
 
 WINDOW = (pd.Timestamp("2026-01-09", tz="UTC"), pd.Timestamp("2026-01-10", tz="UTC"))
 

@@ -27,11 +27,12 @@ def fresh_repo(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def built_repo(small_sim, tmp_path_factory) -> BuiltRepo:
+    from aitm.dataset import load_spec
     from features.build import build_sources
     from features.fields import ENTITIES, TIMESTAMP
 
     repo = copy_repo(tmp_path_factory.mktemp("feast") / "feature_repo")
-    build_sources(small_sim, repo)
+    build_sources(load_spec(), repo, small_sim)
     times = pd.concat(
         [pd.read_parquet(repo / "data" / e.snapshot_file, columns=[TIMESTAMP]) for e in ENTITIES]
     )[TIMESTAMP]

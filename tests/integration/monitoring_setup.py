@@ -82,15 +82,25 @@ def make_monitored_model(root: Path) -> MonitoredModel:
 
 def make_feast_repo(sim: Path, destination: Path) -> Path:
     """The world's Feast sources, applied (the service opens the store at start-up)."""
+    from aitm.dataset import load_spec
     from features.build import build_sources
     from features.store import apply
     from tests.conftest import copy_repo
 
     repo = copy_repo(destination)
-    build_sources(sim, repo)
+    build_sources(load_spec(), repo, sim)
     apply(repo, "sqlite")
     return repo
 
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+# A funnel that is not the simulator's: five steps named otherwise, a numeric field (price).
+SHOP_FUNNEL = dict(
+    name="shop", table="unused.parquet", tasks=["view", "add_to_cart", "checkout", "pay", "repeat"],
+    entities={"shopper": {"key": "shopper_id", "fields": ["segment"]},
+              "item": {"key": "sku", "fields": ["brand", "price"]}},
+    context=["slot"], numeric=["price"], candidate="item",
+)  # fmt: skip

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aitm.dataset import load_spec
 from features.build import source_ids
-from features.fields import AD, USER
+from features.fields import FeastLayout
 from features.online import MissingEntityError, OnlineFeatureReader, reference_columns
 
+LAYOUT = FeastLayout(load_spec())  # the default spec
+USER, AD = LAYOUT.entity("user"), LAYOUT.entity("ad")
 CONTEXT = {"position": 2, "hour": 8, "channel": "email"}
 
 
 def _outcome(lookup, user_id: int, ad_ids: list[int]):
     """Either the columns or the missing ids a lookup reported."""
     try:
-        return lookup(user_id, ad_ids, CONTEXT)
+        return lookup({USER.key: user_id}, ad_ids, CONTEXT)
     except MissingEntityError as exc:
         return exc.missing
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from aitm.data import DataError, read_table
+from aitm.data import read_table
+from aitm.dataset import ROW_ID, SpecError, load_spec
 from features.build import build_sources, snapshots_from_impressions
-from features.fields import AD, ENTITIES, ROW_ID, TIMESTAMP, USER, impression_columns
+from features.fields import FeastLayout
+
+SPEC = load_spec()  # the default spec: the simulator's names
+LAYOUT = FeastLayout(SPEC)
+USER, AD, ENTITIES = LAYOUT.entity("user"), LAYOUT.entity("ad"), LAYOUT.entities
+TIMESTAMP = LAYOUT.timestamp
 
 
 def test_snapshots_keep_only_first_sightings_and_changes():
@@ -41,10 +47,10 @@ def test_build_from_a_single_impression_table_is_point_in_time_consistent(
     path = tmp_path / "impressions.parquet"
     table.to_parquet(path, index=False)
     repo = fresh_repo
-    summary = build_sources(path, repo)
+    summary = build_sources(SPEC, repo, path)
     assert summary.impressions == len(table)
     impressions = pd.read_parquet(repo / "data" / "impressions.parquet")
-    assert list(impressions.columns) == list(impression_columns())
+    assert list(impressions.columns) == list(LAYOUT.impression_columns())
     assert impressions[ROW_ID].is_unique
     # as-of join of every impression with its entity's snapshots reproduces its attributes
     ordered = table.sort_values(TIMESTAMP, kind="stable")
@@ -69,5 +75,6 @@ def test_build_names_missing_columns(small_sim, tmp_path, fresh_repo):
     table = read_table(small_sim / "val").drop(columns=["channel"])
     path = tmp_path / "impressions.parquet"
     table.to_parquet(path, index=False)
-    with pytest.raises(DataError, match=r"missing columns \['channel'\]"):
-        build_sources(path, fresh_repo)
+    # a column the spec names and the table lacks: SpecError naming the spec key and column
+    with pytest.raises(SpecError, match=r"context: column 'channel'"):
+        build_sources(SPEC, fresh_repo, path)

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from features.fields import ENTITIES, FIELD_ROLES, context_fields, feature_refs, model_fields
+from aitm.dataset import load_spec
+from features.fields import FeastLayout
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,8 +37,10 @@ def test_features_cli_starts_without_heavy_imports():
 
 
 def test_feature_lists_derive_from_one_mapping():
-    stored = [f for e in ENTITIES for f in (e.key, *e.features)]
-    assert sorted(stored + list(context_fields())) == sorted(model_fields())
-    assert set(FIELD_ROLES) == set(model_fields())
-    assert len(feature_refs()) == len(model_fields()) - len(ENTITIES) - len(context_fields())
-    assert "ad_features:business_id" in feature_refs()
+    layout = FeastLayout(load_spec())  # the default spec
+    entities, context_fields, model_fields = layout.entities, layout.request_fields, layout.fields
+    stored = [f for e in entities for f in (e.key, *e.features)]
+    assert sorted(stored + list(context_fields)) == sorted(model_fields)
+    assert set(layout.roles()) == set(model_fields)
+    assert len(layout.feature_refs()) == len(model_fields) - len(entities) - len(context_fields)
+    assert "ad_features:business_id" in layout.feature_refs()

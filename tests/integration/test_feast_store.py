@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from aitm.data import read_table, split_paths
-from features.fields import AD, ENTITIES, ROW_ID, TASKS, TIMESTAMP, USER, model_fields
+from aitm.dataset import ROW_ID, load_spec
+from features.fields import FeastLayout
 from features.online import (
     FeatureServiceError,
     MissingEntityError,
@@ -24,6 +25,14 @@ from features.store import open_store
 from tests.integration.online_paths import assert_reader_matches_get_online_features
 
 pytestmark = pytest.mark.integration
+
+LAYOUT = FeastLayout(load_spec())  # the default spec: the small simulation's names
+USER, AD, ENTITIES = LAYOUT.entity("user"), LAYOUT.entity("ad"), LAYOUT.entities
+TASKS, TIMESTAMP = LAYOUT.tasks, LAYOUT.timestamp
+
+
+def model_fields() -> tuple[str, ...]:
+    return LAYOUT.fields
 
 
 def _simulated(sim) -> pd.DataFrame:
@@ -56,7 +65,7 @@ def test_historical_retrieval_keeps_every_row_in_a_deterministic_order(built_rep
     assert result.missing == 0
     assert len(frame) == len(expected) > 10_000
     assert set(frame[ROW_ID]) == set(expected[ROW_ID])
-    assert list(frame.columns) == output_columns()
+    assert list(frame.columns) == output_columns(LAYOUT.spec)
     assert list(frame.columns[: len(model_fields())]) == list(model_fields())
     assert frame[list(model_fields())].notna().all().all()
     order = frame.sort_values([TIMESTAMP, ROW_ID]).index
@@ -138,7 +147,7 @@ def test_online_lookup_returns_latest_values_in_model_order(built_repo, sqlite_s
     user_id = int(users.index[3])
     ad_ids = [int(a) for a in ads.index[:50]]
     context = {"position": 3, "hour": 20, "channel": "search"}
-    frame = online_features(sqlite_store, user_id, ad_ids, context)
+    frame = online_features(sqlite_store, {USER.key: user_id}, ad_ids, context)
     assert list(frame.columns) == list(model_fields())
     assert len(frame) == 50 and frame["ad_id"].tolist() == ad_ids
     assert (frame["user_id"] == user_id).all()
@@ -154,10 +163,10 @@ def test_online_lookup_names_missing_users_and_ads(built_repo, sqlite_store):
     known_ad = int(ads[AD.key].iloc[0])
     context = {"position": 1, "hour": 0, "channel": "feed"}
     with pytest.raises(MissingEntityError, match=r"user_id \[42\]; ad_id \[7\]") as caught:
-        online_features(sqlite_store, 42, [known_ad, 7], context)
+        online_features(sqlite_store, {USER.key: 42}, [known_ad, 7], context)
     assert caught.value.missing == {USER.key: [42], AD.key: [7]}
     with pytest.raises(ValueError, match="lacks"):
-        online_features(sqlite_store, 42, [known_ad], {"position": 1})
+        online_features(sqlite_store, {USER.key: 42}, [known_ad], {"position": 1})
 
 
 def test_reader_matches_get_online_features(built_repo, sqlite_store):
@@ -177,16 +186,16 @@ def test_reader_follows_a_changed_feature_service(built_repo, sqlite_store, tmp_
     user_id = int(pd.read_parquet(repo / "data" / USER.snapshot_file)[USER.key].iloc[0])
     ad_ids = [int(pd.read_parquet(repo / "data" / AD.snapshot_file)[AD.key].iloc[0])]
     context = {"position": 1, "hour": 0, "channel": "feed"}
-    before = reader.columns(user_id, ad_ids, context)
+    before = reader.columns({USER.key: user_id}, ad_ids, context)
 
     other = open_store(repo, "sqlite")  # stands for `feast apply` elsewhere
-    original = other.get_feature_service("aitm_v1")
+    original = other.get_feature_service(LAYOUT.feature_service)
     user_view, ad_view = (other.get_feature_view(e.view) for e in (USER, AD))
     narrowed = FeatureService(
         name=original.name, features=[user_view[list(USER.features[1:])], ad_view]
     )
     other.apply([narrowed])
     with pytest.raises(FeatureServiceError, match=rf"lacks \['{USER.features[0]}'\]"):
-        reader.columns(user_id, ad_ids, context)
+        reader.columns({USER.key: user_id}, ad_ids, context)
     other.apply([original])
-    assert reader.columns(user_id, ad_ids, context) == before
+    assert reader.columns({USER.key: user_id}, ad_ids, context) == before

@@ -682,7 +682,12 @@ def test_workloads_run_the_application_contract(name: str) -> None:
             "/data/train",
             "--out",
             "/models/candidate",
+            "--dataset",
+            "$(AITM_DATASET)",
         ]
+        # $(AITM_DATASET) expands only from the container's own environment: the ConfigMap.
+        assert {"configMapRef": {"name": c["envFrom"][0]["configMapRef"]["name"]}} in c["envFrom"]
+        assert c["envFrom"][0]["configMapRef"]["name"].startswith("aitm-config")
 
     redis = only_container("StatefulSet", "redis", "redis")
     assert redis["image"].startswith("redis:7.2.") and redis["image"].endswith("-alpine")

@@ -14,13 +14,13 @@ import httpx
 import pandas as pd
 import pytest
 
-from aitm.config import SIMULATED_TASKS
 from aitm.simulator import DriftConfig, SimulationConfig
 from features.redis_server import free_port
 from monitoring.job import JobPaths, run_job
 from monitoring.logs import Window
 from monitoring.synthetic import (
     Traffic,
+    simulator_spec,
     true_probabilities,
     write_log_files,
     write_true_probability_reference,
@@ -43,7 +43,7 @@ def _monitored_workspace(root: Path) -> Path:
     config = SimulationConfig(rows=10_000, days=6, val_days=1, test_days=1, n_users=2_000,
                               n_ads=100, target_rates=(0.2, 0.1, 0.05, 0.03))  # fmt: skip
     traffic = Traffic(config, seed=3)
-    tasks = list(SIMULATED_TASKS)
+    tasks = list(simulator_spec().tasks)
     reference = traffic.sample(4_000, 2)
     write_true_probability_reference(root / "reference", reference, tasks)
     drift = DriftConfig(start_day=5, user_shift=0.5, step="approval", rate_factor=0.4)

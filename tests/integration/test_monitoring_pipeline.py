@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from aitm.config import SIMULATED_TASKS
 from aitm.simulator import DriftConfig, SimulationConfig
 from monitoring.synthetic import (
     Traffic,
+    simulator_spec,
     true_probabilities,
     write_log_files,
     write_true_probability_reference,
@@ -27,7 +27,7 @@ def test_local_monitoring_pipeline_fails_a_drifted_window_and_launches_retrainin
     config = SimulationConfig(rows=10_000, days=6, val_days=1, test_days=1, n_users=2_000,
                               n_ads=100, target_rates=(0.2, 0.1, 0.05, 0.03))  # fmt: skip
     traffic = Traffic(config, seed=4)
-    tasks = list(SIMULATED_TASKS)
+    tasks = list(simulator_spec().tasks)
     reference = traffic.sample(4_000, 3)
     write_true_probability_reference(tmp_path / "reference", reference, tasks)
     drift = DriftConfig(start_day=5, user_shift=0.5, step="approval", rate_factor=0.4)

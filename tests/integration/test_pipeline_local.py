@@ -47,11 +47,12 @@ python:
 
 @pytest.fixture(scope="module")
 def applied_repo(small_sim, tmp_path_factory) -> Path:
+    from aitm.dataset import load_spec
     from features.build import build_sources
     from features.store import apply
 
     repo = copy_repo(tmp_path_factory.mktemp("pipeline-feast") / "feature_repo")
-    build_sources(small_sim, repo)
+    build_sources(load_spec(), repo, small_sim)
     apply(repo)
     return repo
 

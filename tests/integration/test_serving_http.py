@@ -288,3 +288,54 @@ def test_built_bento_serves_its_shipped_model(serving_model, feast_repo, tmp_pat
         row = _rows(serving_model, 1)
         body = client.post("/predict", json={"rows": row}).json()
         assert body["model_version"] == serving_model.tag
+
+
+def _expected_spec(tmp_path: Path, **change) -> Path:
+    """The default spec's YAML with `change` applied, as a deployment's AITM_DATASET."""
+    import yaml
+
+    from aitm.dataset import DEFAULT_SPEC
+
+    raw = {**yaml.safe_load(DEFAULT_SPEC.read_text()), **change}
+    path = tmp_path / "expected.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": "other"}, "was trained on dataset 'aitm' but AITM_DATASET names 'other'"),
+        (
+            {"tasks": ["click", "application", "approval"]},
+            "but AITM_DATASET names 'aitm' with other fields, roles or tasks (fingerprint",
+        ),
+    ],
+)
+def test_startup_refuses_a_model_trained_on_another_spec(
+    serving_model, feast_repo, tmp_path, change, message
+):
+    env = serving_env(
+        serving_model.home, feast_repo[0], tmp_path / "logs",
+        AITM_DATASET=str(_expected_spec(tmp_path, **change)), AITM_MODEL_TAG=serving_model.tag,
+    )  # fmt: skip
+    process, _ = start(env, tmp_path / "server.log")
+    try:
+        assert process.wait(timeout=90) != 0
+    finally:
+        stop(process)
+    log = (tmp_path / "server.log").read_text()
+    assert f"model {serving_model.tag} was trained on dataset 'aitm'" in log, log[-3000:]
+    assert message in log, log[-3000:]
+
+
+def test_a_deployment_naming_the_models_spec_serves_it(serving_model, feast_repo, tmp_path):
+    """AITM_DATASET naming the model's own spec: served, the promoted model found by the
+    spec's model name."""
+    env = serving_env(
+        serving_model.home, feast_repo[0], tmp_path / "logs",
+        AITM_DATASET=str(_expected_spec(tmp_path)),
+    )  # fmt: skip
+    with running_server(env, tmp_path / "server.log") as client:
+        body = client.post("/predict", json={"rows": _rows(serving_model, 1)}).json()
+        assert body["model_version"] == serving_model.tag

@@ -2,13 +2,16 @@
 
 Every check schemathesis has runs on every answer: no 5xx, the status documented, the body
 matching the documented schema, valid requests accepted, invalid ones refused with a 4xx. The
-document is the one the server serves, with one change for reach: `user_id` and `ad_id` are
-narrowed to ids that have online features, so valid requests reach the model instead of
-stopping at 404 (invalid ones still send any id). The CI test runs a short form; the long one:
+document is the one the server serves, with one change for reach: the /rank request's entity
+keys and the candidates' key (the served dataset spec's names; `user_id` and `ad_id` for the
+default) are narrowed to ids that have online features, so valid requests reach the model
+instead of stopping at 404 (invalid ones still send any id). The CI test runs a short form; the
+long one:
 
     make serve &                                    # the model `make run` promoted
     python -m tests.reliability.api_fuzz --url http://127.0.0.1:3000 \
-        --feast-repo artifacts/pipeline/feature_repo --examples 1000 --max-time 600
+        --feast-repo artifacts/pipeline/feature_repo --examples 1000 --max-time 600 \
+        [--model-dir $BENTOML_HOME/models/<name>/<version>]   # else the repo's spec
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ import collections
 import json
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from aitm.dataset import DatasetSpec, load_spec
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
@@ -39,20 +46,49 @@ class FuzzResult:
         return sum(n for key, n in self.statuses.items() if key.rsplit(" ", 1)[1].startswith("5"))
 
 
-def known_ids(feast_repo: Path, n: int = 20) -> tuple[list[int], list[int]]:
-    """Some users and ads that have online features: the first of the Feast sources."""
-    from features.build import source_ids
-
-    users, ads = source_ids(feast_repo)
-    return [int(u) for u in users[:n]], [int(a) for a in ads[:n]]
+def _plain(values: Sequence) -> list:
+    return [v.item() if hasattr(v, "item") else v for v in values]
 
 
-def fuzz_document(url: str, users: list[int], ads: list[int]) -> dict:
-    """The served document, `user_id` and `ad_id` narrowed to ids with features."""
+def known_ids(
+    feast_repo: Path, spec: DatasetSpec, n: int = 20
+) -> tuple[dict[str, list[Any]], list[Any]]:
+    """Ids that have online features (the first of the Feast sources): each request entity's
+    key -> ids, and the candidate entity's ids."""
+    from features.build import entity_ids
+
+    ids = entity_ids(feast_repo, spec)
+    keys = {e.key: _plain(ids[name][:n]) for name, e in spec.request_entities.items()}
+    return keys, _plain(ids[spec.candidate][:n])
+
+
+def _request_ids(
+    spec: DatasetSpec, request_ids: Mapping[str, list[Any]] | list[Any]
+) -> dict[str, list[Any]]:
+    """A list stands for the ids of the spec's one request entity."""
+    if isinstance(request_ids, Mapping):
+        return dict(request_ids)
+    keys = [e.key for e in spec.request_entities.values()]
+    if len(keys) != 1:
+        raise ValueError(f"dataset {spec.name!r} has request keys {keys}: pass ids per key")
+    return {keys[0]: list(request_ids)}
+
+
+def fuzz_document(
+    url: str,
+    request_ids: Mapping[str, list[Any]] | list[Any],
+    candidate_ids: list[Any],
+    spec: DatasetSpec | None = None,
+) -> dict:
+    """The served document, the /rank request keys and the candidates' key (`spec`'s names;
+    None: the default spec) narrowed to ids with features."""
+    spec = spec or load_spec()
     doc = httpx.get(f"{url}/docs.json", timeout=30).raise_for_status().json()
     rank = doc["paths"]["/rank"]["post"]["requestBody"]["content"]["application/json"]
-    rank["schema"]["properties"]["user_id"]["enum"] = users
-    doc["components"]["schemas"]["Candidate"]["properties"]["ad_id"]["enum"] = ads
+    for key, ids in _request_ids(spec, request_ids).items():
+        rank["schema"]["properties"][key]["enum"] = ids
+    candidate = doc["components"]["schemas"]["Candidate"]["properties"]
+    candidate[spec.candidate_entity.key]["enum"] = candidate_ids
     return doc
 
 
@@ -69,19 +105,21 @@ def _statuses(ndjson: Path) -> dict[str, int]:
 
 def run_fuzz(
     url: str,
-    users: list[int],
-    ads: list[int],
+    request_ids: Mapping[str, list[Any]] | list[Any],
+    candidate_ids: list[Any],
     out_dir: Path,
     *,
+    dataset: DatasetSpec | None = None,
     examples: int = 100,
     max_time_s: int = 60,
     seed: int = 1,
 ) -> FuzzResult:
     """Run schemathesis (all phases, all checks) against `url`; requests counted from its
-    NDJSON event log."""
+    NDJSON event log. `dataset`: the served model's spec (None: the default); `request_ids`:
+    its request keys' ids with features (a list for a spec with one request entity)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = out_dir / "openapi.json"
-    spec.write_text(json.dumps(fuzz_document(url, users, ads)))
+    spec.write_text(json.dumps(fuzz_document(url, request_ids, candidate_ids, dataset)))
     ndjson = out_dir / "events.ndjson"
     command = [
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run", str(spec),
@@ -102,14 +140,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:3000")
     parser.add_argument("--feast-repo", type=Path, default=Path("artifacts/pipeline/feature_repo"))
+    parser.add_argument("--model-dir", type=Path, help="the served model's folder (its spec)")
     parser.add_argument("--examples", type=int, default=1000, help="per operation and phase")
     parser.add_argument("--max-time", type=int, default=600, help="seconds, the whole run")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("artifacts/fuzz"))
     args = parser.parse_args(argv)
-    users, ads = known_ids(args.feast_repo)
+    if args.model_dir:
+        from serving.spec import artifact_spec
+
+        spec = artifact_spec(args.model_dir)
+    else:
+        from features.fields import repo_spec
+
+        spec = repo_spec(args.feast_repo)
+    keys, candidates = known_ids(args.feast_repo, spec)
     result = run_fuzz(
-        args.url, users, ads, args.out.resolve(),
+        args.url, keys, candidates, args.out.resolve(), dataset=spec,
         examples=args.examples, max_time_s=args.max_time, seed=args.seed,
     )  # fmt: skip
     print(result.output[-6000:])

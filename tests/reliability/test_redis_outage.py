@@ -59,13 +59,14 @@ class Load:
 def test_redis_killed_under_load_gives_503_and_unready_then_recovers_losing_no_log(
     serving_model, tmp_path, monkeypatch
 ):
+    from aitm.dataset import load_spec
     from features.build import build_sources
 
     port = free_port()
     connection = f"127.0.0.1:{port}"
     monkeypatch.setenv(REDIS_ENV, connection)
     repo = copy_repo(tmp_path / "feature_repo")
-    build_sources(serving_model.sim, repo)
+    build_sources(load_spec(), repo, serving_model.sim)
     window = pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2035-01-01", tz="UTC")
 
     data_dir = tmp_path / "redis-data"

@@ -68,3 +68,29 @@ def test_no_labels_folder_means_every_row_unlabelled(tmp_path):
 def test_a_window_must_end_after_it_starts():
     with pytest.raises(ValueError, match="after its start"):
         Window.parse("2026-01-02", "2026-01-01")
+
+
+def test_fields_and_tasks_come_from_the_schema_numeric_fields_as_numbers(tmp_path):
+    schema = FeatureSchema(
+        fields=(FieldSpec("101", "int", (1, 2), 4), FieldSpec("D109_14", "float", (), 4, 0.5, 0.1)),
+        tasks=("click", "purchase"),
+    )
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    base = {"timestamp": "2026-01-01T10:00:00+00:00", "model_version": "ali-ccp:v1",
+            "endpoint": "predict", "probabilities": {"click": 0.3, "purchase": 0.1}}  # fmt: skip
+    _write(logs / "predictions-a.00000.jsonl", [
+        {**base, "request_id": "r1", "row": 0, "features": {"101": 1, "D109_14": 0.4734}},
+        {**base, "request_id": "r1", "row": 1, "features": {"101": 2, "D109_14": 1}},
+        {**base, "request_id": "r1", "row": 2, "features": {"101": 2, "D109_14": None}},
+    ])  # fmt: skip
+    LabelWriter(tmp_path / "labels").write([{"request_id": "r1", "row": 0, "click": 1,
+                                             "purchase": 0}])  # fmt: skip
+    window = Window.parse("2026-01-01T09:00:00Z", "2026-01-01T11:00:00Z")
+    frame = load_window(logs, tmp_path / "labels", schema, window).sort_values("row")
+    assert frame["D109_14"].dtype == np.float64
+    assert frame["D109_14"].tolist()[:2] == [0.4734, 1.0] and np.isnan(frame["D109_14"].iloc[2])
+    assert frame["101"].tolist() == [1, 2, 2]
+    assert frame.p_purchase.tolist() == [0.1] * 3
+    assert frame[LABELLED].tolist() == [True, False, False]
+    assert frame.click.iloc[0] == 1 and np.isnan(frame.purchase.iloc[1])

@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from aitm.config import SIMULATED_FIELDS, SIMULATED_TASKS
 from aitm.schema import build_schema
 from aitm.simulator import SimulationConfig
 from monitoring.config import MonitoringConfig
 from monitoring.logs import LABELLED, Window
 from monitoring.reference import Reference, prob_column
-from monitoring.synthetic import Traffic, true_probabilities
+from monitoring.synthetic import Traffic, simulator_spec, true_probabilities
 
-TASKS = list(SIMULATED_TASKS)
+SPEC = simulator_spec()  # the names of the simulator's frames
+FIELDS, TASKS = list(SPEC.fields), list(SPEC.tasks)
 WINDOW = Window.parse("2026-01-04", "2026-01-05")
 
 
@@ -28,7 +28,7 @@ def traffic():
 
 def _window(frame: pd.DataFrame, probs: np.ndarray | None = None) -> pd.DataFrame:
     """A sampled frame as monitoring.logs gives it: fields, p_<task>, labels, labelled."""
-    out = frame[list(SIMULATED_FIELDS)].copy()
+    out = frame[FIELDS].copy()
     for c in out.columns:
         if isinstance(out[c].dtype, pd.CategoricalDtype):
             out[c] = out[c].astype(str)
@@ -44,7 +44,7 @@ def _window(frame: pd.DataFrame, probs: np.ndarray | None = None) -> pd.DataFram
 @pytest.fixture(scope="module")
 def reference(traffic):
     frame = traffic.sample(4_000, 2)
-    schema = build_schema(frame, list(SIMULATED_FIELDS), TASKS)
+    schema = build_schema(frame, FIELDS, TASKS)
     table = _window(frame).drop(columns=[LABELLED, "model_version"])
     return Reference(frame=table, schema=schema, info={"model_tag": "aitm:v1"}, path=None)
 

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aitm.dataset import DEFAULT_SPEC, DatasetSpec, load_spec
 from aitm.schema import FeatureSchema, FieldSpec
 from serving import scoring
 from serving.errors import RequestError
 from serving.middleware import BodyLimit, JSONOnly, OpenAPIDocument, RateLimit
 from serving.online import fail_fast
 from serving.openapi import document
-from serving.requests import Candidate, check_candidates, check_rows
+from serving.requests import check_candidates, check_rows, rank_models
 from serving.settings import ServingSettings
 
 TASKS = ("click", "application", "approval")
@@ -29,6 +30,21 @@ def schema() -> FeatureSchema:
         ),
         tasks=TASKS,
     )
+
+
+@pytest.fixture
+def spec() -> DatasetSpec:
+    """A spec whose fields are the schema fixture's."""
+    raw = {"name": "t", "table": "t", "tasks": list(TASKS), "candidate": "user",
+           "entities": {"user": {"key": "user_id", "fields": ["city"]}}}  # fmt: skip
+    return DatasetSpec.parse(raw)
+
+
+def _default_candidate():
+    """The default spec's /rank candidate model (ad_id, weight, objective)."""
+    spec = load_spec(DEFAULT_SPEC)
+    fields = tuple(FieldSpec(n, spec.field_type(n) or "str", (), 4) for n in spec.fields)
+    return rank_models(spec, FeatureSchema(fields=fields, tasks=TASKS)).candidate
 
 
 def test_check_rows_builds_columns_in_schema_order(schema):
@@ -60,6 +76,7 @@ def test_check_rows_names_what_is_wrong(schema, rows, status, message):
 
 
 def test_check_candidates():
+    Candidate = _default_candidate()  # noqa: N806 (a model class)
     ok = Candidate(ad_id=1, weight=2.0, objective="click")
     check_candidates([ok], TASKS, 3)
     with pytest.raises(RequestError, match="empty"):
@@ -239,10 +256,10 @@ def _generated_document() -> dict:
     }
 
 
-def test_openapi_document_states_fields_limits_answers_and_statuses(schema):
+def test_openapi_document_states_fields_limits_answers_and_statuses(schema, spec):
     settings = ServingSettings(max_rows=7, max_candidates=9)
     generated = _generated_document()
-    doc = document(generated, schema, settings)
+    doc = document(generated, schema, settings, spec)
     assert generated == _generated_document()  # the input is not modified
     predict = doc["paths"]["/predict"]["post"]
     rows = predict["requestBody"]["content"]["application/json"]["schema"]["properties"]["rows"]
