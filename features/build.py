@@ -191,6 +191,11 @@ def impression_table(frame: pd.DataFrame, layout: FeastLayout) -> pd.DataFrame:
     """The entity frame: impression_id, keys, timestamp, request context and labels."""
     ts = layout.timestamp
     frame = _with_time(frame, layout)
+    if not layout.spec.timestamp:
+        # One microsecond apart after the snapshots: Feast's file offline store keeps one
+        # entity row per (key, time), so impressions sharing a user and a time would be lost.
+        steps = pd.to_timedelta(np.arange(1, len(frame) + 1), unit="us")
+        frame[ts] = pd.Timestamp(SNAPSHOT_TIME) + steps
     if ROW_ID not in frame.columns:  # a user's own table: number rows in time order
         frame = frame.sort_values(ts, kind="stable", ignore_index=True)
         frame[ROW_ID] = np.arange(len(frame), dtype=np.int64)

@@ -17,6 +17,9 @@ class ValidationConfig(BaseModel):
     max_vocabulary: int = Field(default=1_000, ge=1)
     # Positive rate of every funnel step: within [low, high] times the reference's rate.
     rate_bounds: tuple[float, float] = (0.5, 2.0)
+    # ... widened, for a window too small to tell, to its expected count +- rate_z standard
+    # deviations (3.29: a two-sided 0.1% false alarm per step on binomial noise).
+    rate_z: float = Field(default=3.29, gt=0.0)
     # Inclusive ranges of number-valued fields, beside (and over) the dataset spec's `ranges`.
     ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
     # Distinct values every field needs (a constant field is refused).

@@ -8,6 +8,7 @@ ExpectationSuite; `validate` runs it on a frame, writes GE data docs, and return
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -144,8 +145,14 @@ def validation_config(
 
 
 def _observed_range(column: pd.Series) -> tuple[float, float] | None:
+    """The reference's [min, max] widened by its span each side: a new extreme passes, a
+    change of unit (x100) or of sign does not."""
     values = pd.to_numeric(column, errors="coerce").dropna()
-    return (float(values.min()), float(values.max())) if len(values) else None
+    if not len(values):
+        return None
+    low, high = float(values.min()), float(values.max())
+    span = high - low or max(abs(high), 1.0)
+    return low - span, high + span
 
 
 def _reference(
@@ -202,9 +209,11 @@ def build_suite(
     spec: DatasetSpec | None = None,
     window: tuple[datetime, datetime] | None = None,
     now: datetime | None = None,
+    rows: int | None = None,
 ) -> gx.ExpectationSuite:
     """Expectations for frames like `reference`; `window` bounds their timestamps (inclusive),
-    `now` (default: the wall clock) is the run time that no timestamp may pass.
+    `now` (default: the wall clock) is the run time that no timestamp may pass, `rows` (default:
+    the reference's) the size of the frames checked, which sets how much a rate may vary.
 
     `spec` (default: the one a FeatureSchema carries, else the default spec) names the tasks,
     entity keys, timestamp, types and ranges; `fields` (default: the spec's) the fields
@@ -238,11 +247,11 @@ def build_suite(
     for task in tasks:
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=task))
         expectations.append(gxe.ExpectColumnValuesToBeInSet(column=task, value_set=[0, 1]))
-        rate = ref.rates[task]
+        low, high = _rate_bounds(
+            ref.rates[task], rows or len(reference), low_factor, high_factor, config
+        )
         expectations.append(
-            gxe.ExpectColumnMeanToBeBetween(
-                column=task, min_value=rate * low_factor, max_value=min(rate * high_factor, 1.0)
-            )
+            gxe.ExpectColumnMeanToBeBetween(column=task, min_value=low, max_value=high)
         )
     for upper, lower in zip(tasks, tasks[1:]):
         expectations.append(
@@ -259,6 +268,19 @@ def build_suite(
     expectations += _hostile_data_expectations(ref, config, now=now)
     # Built unbound (no context); run_suite adds it to an ephemeral context.
     return gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations)
+
+
+def _rate_bounds(
+    rate: float, rows: int, low_factor: float, high_factor: float, config: ValidationConfig
+) -> tuple[float, float]:
+    """The factor bounds around the reference's rate, widened to the `rate_z` interval of a
+    window of `rows` rows: a window of few positives (a sample, a sparse step) does not fail
+    on its noise alone, while a large window keeps the factor bounds."""
+    expected = rate * rows
+    noise = config.rate_z * math.sqrt(max(expected, 1.0))
+    low = min(rate * low_factor, max(expected - noise, 0.0) / rows)
+    high = max(rate * high_factor, (expected + noise) / rows)
+    return low, min(high, 1.0)
 
 
 def _check(expectation: gxe.Expectation, name: str) -> gxe.Expectation:
@@ -285,15 +307,16 @@ def _hostile_data_expectations(
         expectations.append(
             _check(gxe.ExpectColumnValuesToBeUnique(column=ROW_ID), "no_duplicate_impressions")
         )
-    # The same entities at the same time; without a time column (every row at one snapshot
-    # time) the same entities can meet again, so only a whole row seen twice is a replay.
+    # The same entities at the same time. Without a time column two identical rows can be two
+    # real impressions (the Ali-CCP sample has such), so only the row id is checked.
     if layout.spec.timestamp:
         replay = [*layout.keys, ts]
-    else:
-        replay = [c for c in [*ref.fields, *layout.tasks] if c in ref.columns]
-    expectations.append(
-        _check(gxe.ExpectCompoundColumnsToBeUnique(column_list=replay), "no_duplicate_impressions")
-    )
+        expectations.append(
+            _check(
+                gxe.ExpectCompoundColumnsToBeUnique(column_list=replay),
+                "no_duplicate_impressions",
+            )
+        )
     latest = _naive_utc(now) + timedelta(seconds=config.future_tolerance_s)
     expectations.append(
         _check(
@@ -461,7 +484,9 @@ def validate(
     model's, default the spec's); `now` is the run time no timestamp may pass (default: the
     wall clock)."""
     config = config or ValidationConfig()
-    suite = build_suite(fields, reference, config, spec=spec, window=window, now=now)
+    suite = build_suite(
+        fields, reference, config, spec=spec, window=window, now=now, rows=len(frame)
+    )
     return run_suite(
         frame,
         suite,

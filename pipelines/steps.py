@@ -119,7 +119,7 @@ def fetch_windows(
 
         start = pd.Timestamp(SNAPSHOT_TIME)
         frame = training_frame(
-            store, repo, start, start + pd.Timedelta(seconds=1), spec=spec, service=service
+            store, repo, start, start + pd.Timedelta(days=1), spec=spec, service=service
         ).frame
         train, held = stratified_split(frame, spec.tasks, spec.eval_fraction, spec.seed)
         return {"train": _write(train, train_out), "eval": _write(held, eval_out)}
