@@ -259,7 +259,9 @@ def test_build_refuses_strings_in_a_numeric_column(world, tmp_path, fresh_repo):
         build_sources(spec, fresh_repo, tmp_path / "t.csv")
 
 
-def test_build_without_a_time_column_gives_every_row_the_snapshot_time(world, tmp_path, fresh_repo):
+def test_build_without_a_time_column_puts_rows_just_after_the_snapshot_time(
+    world, tmp_path, fresh_repo
+):
     spec, truth = world
     folder = tmp_path / "csvs"
     folder.mkdir()
@@ -271,7 +273,12 @@ def test_build_without_a_time_column_gives_every_row_the_snapshot_time(world, tm
     summary = build_sources(untimed, fresh_repo)
     impressions = pd.read_parquet(fresh_repo / "data" / "impressions.parquet")
     assert summary.impressions == N_ROWS
-    assert (impressions["event_timestamp"] == pd.Timestamp(SNAPSHOT_TIME)).all()
+    # Snapshots at the one time; impressions a microsecond apart after it, in table order, so
+    # Feast (one entity row per key and time) keeps every one of them.
+    after = impressions["event_timestamp"] - pd.Timestamp(SNAPSHOT_TIME)
+    assert (after == pd.to_timedelta(range(1, N_ROWS + 1), unit="us")).all()
+    offer_times = pd.read_parquet(fresh_repo / "data" / "offers.parquet")["event_timestamp"]
+    assert (offer_times == pd.Timestamp(SNAPSHOT_TIME)).all()
     assert impressions[ROW_ID].tolist() == list(range(N_ROWS))
     offers = pd.read_parquet(fresh_repo / "data" / "offers.parquet")
     assert offers["offer_id"].is_unique  # one snapshot per entity at the one time
