@@ -15,15 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 if TYPE_CHECKING:
     from aitm.dataset import DatasetSpec
 
-# The simulator's names (the simulator imports them); DataConfig's defaults come from the
-# default dataset spec, datasets/simulated.yaml, which lists the same ones.
-SIMULATED_FIELDS: tuple[str, ...] = (
-    "user_id", "age_band", "gender", "income_band", "credit_band", "occupation", "city", "device",
-    "ad_id", "business_id", "card_type", "creative_type",
-    "position", "hour", "channel",
-)  # fmt: skip
-SIMULATED_TASKS: tuple[str, ...] = ("click", "application", "approval", "activation")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

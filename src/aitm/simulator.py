@@ -26,9 +26,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from aitm.config import SIMULATED_FIELDS, SIMULATED_TASKS
 from aitm.evaluation import exact_auc
 
+# The simulator's own names; datasets/simulated.yaml declares the same for every other layer.
+SIMULATED_FIELDS: tuple[str, ...] = (
+    "user_id", "age_band", "gender", "income_band", "credit_band", "occupation", "city", "device",
+    "ad_id", "business_id", "card_type", "creative_type",
+    "position", "hour", "channel",
+)  # fmt: skip
+SIMULATED_TASKS: tuple[str, ...] = ("click", "application", "approval", "activation")
 TRUE_PREFIX = "true_p_"  # column holding the true end-to-end probability of a task
 SPLITS = ("train", "val", "test")
 

@@ -8,9 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aitm.config import SIMULATED_FIELDS, SIMULATED_TASKS
 from aitm.data import read_table
-from aitm.simulator import TRUE_PREFIX, DriftConfig, FunnelWorld, SimulationConfig, simulate
+from aitm.simulator import (
+    SIMULATED_FIELDS,
+    SIMULATED_TASKS,
+    TRUE_PREFIX,
+    DriftConfig,
+    FunnelWorld,
+    SimulationConfig,
+    simulate,
+)
 
 TRUE = [TRUE_PREFIX + t for t in SIMULATED_TASKS]
 
@@ -106,3 +113,11 @@ def test_drift_knobs_shift_users_and_change_one_step_rate():
     assert step_rate["after"] < 0.5 * step_rate["before"]
     # The click step is untouched by the approval knob.
     assert sample["click"][after].mean() == pytest.approx(sample["click"][~after].mean(), rel=0.3)
+
+
+def test_the_default_spec_names_what_the_simulator_writes():
+    from aitm.dataset import load_spec
+
+    spec = load_spec()
+    assert tuple(spec.fields) == SIMULATED_FIELDS
+    assert tuple(spec.tasks) == SIMULATED_TASKS

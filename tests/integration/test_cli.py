@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from aitm.checkpoint import ArtifactError, Predictor
-from aitm.config import SIMULATED_TASKS
 from aitm.data import read_table
 from aitm.evaluation import exact_auc
+from aitm.simulator import SIMULATED_TASKS
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aitm.checkpoint import Predictor
-from aitm.config import SIMULATED_TASKS
+from aitm.simulator import SIMULATED_TASKS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
