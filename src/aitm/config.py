@@ -117,6 +117,9 @@ class LossConfig(_Strict):
 class TrainConfig(_Strict):
     learning_rate: float = Field(default=1e-3, gt=0.0)
     batch_size: int = Field(default=2000, ge=1)
+    # A small table gets smaller batches, so that an epoch still takes this many optimizer
+    # steps (never below 16 rows a batch); 0 keeps batch_size whatever the table's size.
+    min_steps_per_epoch: int = Field(default=100, ge=0)
     max_epochs: int = Field(default=10, ge=1)
     patience: int = Field(default=1, ge=0)  # epochs without a better validation AUC sum
     # The kept epoch: the best validation AUC sum among epochs whose validation violation rate

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -22,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from aitm.config import Config
+from aitm.config import Config, TrainConfig
 from aitm.data import EncodedData, encode
 from aitm.evaluation import Evaluation, evaluate
 from aitm.losses import aitm_loss
@@ -135,6 +136,13 @@ def selection_score(
     return violation_rate <= max_violation_rate, float(np.nansum(list(auc.values())))
 
 
+def effective_batch_size(tc: TrainConfig, rows: int) -> int:
+    """`tc.batch_size`, shrunk for a small table to give `tc.min_steps_per_epoch` steps."""
+    if tc.min_steps_per_epoch == 0:
+        return tc.batch_size
+    return min(tc.batch_size, max(16, math.ceil(rows / tc.min_steps_per_epoch)))
+
+
 @torch.no_grad()
 def predict_proba(
     model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 50_000
@@ -193,7 +201,7 @@ def train_encoded(
     )
     x = torch.from_numpy(train_data.x)
     y = torch.from_numpy(train_data.y)
-    local_batch = max(1, tc.batch_size // ctx.world_size)
+    local_batch = max(1, effective_batch_size(tc, len(x)) // ctx.world_size)
     generator = torch.Generator().manual_seed(tc.seed)
 
     history: list[EpochStats] = []
