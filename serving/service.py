@@ -139,6 +139,8 @@ class AITMService:
         )
         for reason in ("queue_full", "write_error"):  # shown at 0 before the first failure
             metrics.prediction_log_failures.labels(reason=reason)
+        for endpoint in ("predict", "rank"):  # shown at 0 before the first violation
+            metrics.monotonicity_violations.labels(endpoint=endpoint)
         self.log = None
         if self.settings.prediction_log_dir:
             self.log = PredictionLog(
