@@ -415,11 +415,11 @@ def _first_snapshot(repo: Path):
     from features.build import DATA_DIR
 
     earliest = []
-    for path in (repo / DATA_DIR).glob("*.parquet"):
-        table = pq.read_table(path)
-        for column in table.columns:
-            if pa.types.is_timestamp(column.type):
-                earliest.append(pd.Timestamp(column.to_pandas().min()))
+    for path in (repo / DATA_DIR).glob("*.parquet"):  # only the time columns are read
+        schema = pq.read_schema(path)
+        times = [f.name for f in schema if pa.types.is_timestamp(f.type)]
+        for column in pq.read_table(path, columns=times).columns:
+            earliest.append(pd.Timestamp(column.to_pandas().min()))
     start = min(earliest)
     start = start.tz_localize("UTC") if start.tzinfo is None else start
     return start - pd.Timedelta(seconds=1)

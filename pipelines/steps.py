@@ -37,29 +37,21 @@ def parse_spec(dataset_yaml: str) -> DatasetSpec:
     return DatasetSpec.from_text(dataset_yaml) if dataset_yaml.strip() else load_spec()
 
 
-def parse_config(config_yaml: str, dataset_yaml: str | None = None) -> Config:
+def parse_config(config_yaml: str, spec: DatasetSpec | None = None) -> Config:
     """The pipeline's config parameter (YAML text; empty means every default). With a dataset
     spec, the data section and the gate's floors (where the spec sets them) come from it."""
     raw = yaml.safe_load(config_yaml) if config_yaml.strip() else {}
     if not isinstance(raw, dict):
         raise ValueError(f"config_yaml must hold a mapping, got {type(raw).__name__}")
     config = Config.model_validate(raw)
-    if dataset_yaml is None:
+    if spec is None:
         return config
-    spec = parse_spec(dataset_yaml)
-    config = config.with_dataset(spec)
     floors = spec.floors
-    gate = config.gate.model_copy(
-        update={
-            k: v
-            for k, v in (
-                ("default_auc_floor", floors.default_auc_floor),
-                ("auc_floor", {**config.gate.auc_floor, **floors.auc_floor} or None),
-            )
-            if v is not None
-        }
-    )
-    return config.model_copy(update={"gate": gate})
+    update: dict[str, Any] = {"auc_floor": {**config.gate.auc_floor, **floors.auc_floor}}
+    if floors.default_auc_floor is not None:
+        update["default_auc_floor"] = floors.default_auc_floor
+    gate = config.gate.model_copy(update=update)
+    return config.with_dataset(spec).model_copy(update={"gate": gate})
 
 
 def feature_service_of(dataset_yaml: str, override: str = "") -> str:
@@ -215,8 +207,8 @@ def train_model(
     nproc_per_node > 1 trains data-parallel: `torchrun --standalone -m aitm train`."""
     if nproc_per_node < 1:
         raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
-    config = parse_config(config_yaml, dataset_yaml)
     spec = parse_spec(dataset_yaml)
+    config = parse_config(config_yaml, spec)
     if nproc_per_node > 1:
         return _train_distributed(config, spec, train_path, out_dir, nproc_per_node)
 
@@ -331,8 +323,8 @@ def evaluate_and_gate(
     from aitm.checkpoint import verify_artifact
     from pipelines.registry import promoted
 
-    config = parse_config(config_yaml, dataset_yaml)
     spec = parse_spec(dataset_yaml)
+    config = parse_config(config_yaml, spec)
     verify_artifact(model_dir)
     frame = pd.read_parquet(eval_path)
     true_p = _true_probabilities(frame, oracle_data, config.data.tasks) if oracle_data else None
@@ -468,8 +460,8 @@ def package_model(
     if not decision.promote:
         raise RuntimeError(f"the gate rejected this model: {list(decision.reasons)}")
     evaluation = json.loads((Path(decision_dir) / EVALUATION_FILE).read_text())["candidate"]
-    config = parse_config(config_yaml, dataset_yaml)
     spec = parse_spec(dataset_yaml)
+    config = parse_config(config_yaml, spec)
     metadata = {
         "metrics": {k: evaluation[k] for k in ("rows", "auc", "logloss", "violation_rate")},
         "gate": decision.to_dict(),

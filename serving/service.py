@@ -27,7 +27,7 @@ import ujson
 from pydantic.warnings import PydanticDeprecatedSince211
 from starlette.responses import JSONResponse
 
-from pipelines.registry import MODEL_NAME
+from aitm.dataset import DEFAULT_SPEC, load_spec
 from serving import metrics, model_source, openapi, scoring
 from serving.batching import MicroBatcher, OverloadedError
 from serving.compiled import traced_forward
@@ -68,7 +68,7 @@ _SETTINGS = ServingSettings.from_env()
 # `bentoml build` ships this model inside the bento. Loading the weights waits for __init__.
 _EXPECTED = expected_spec(_SETTINGS.dataset)  # AITM_DATASET: the spec this deployment serves
 _MODEL_TAG = model_source.verified_tag(
-    _SETTINGS.model_tag, _EXPECTED.model_name if _EXPECTED else MODEL_NAME
+    _SETTINGS.model_tag, (_EXPECTED or load_spec(DEFAULT_SPEC)).model_name
 )
 # The dataset spec the model was trained on names the /rank request's keys and fields, so the
 # request models are built here, before the service class that uses them (SpecError at once,
