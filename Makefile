@@ -9,7 +9,7 @@ MODEL  ?= artifacts/model
 # The dataset spec every layer takes its names from (README "Your own data").
 DATASET ?= datasets/simulated.yaml
 
-.PHONY: install system-deps run train serve test lint secret-scan audit bench clean k8s-render \
+.PHONY: install system-deps run train serve rollback test lint secret-scan audit bench docs clean k8s-render \
 	pipeline-compile pipeline-submit replay monitor dashboard fuzz soak
 
 $(STAMP): pyproject.toml requirements.lock
@@ -47,6 +47,11 @@ serve: install
 	AITM_PREDICTION_LOG_DIR=artifacts/predictions AITM_DATASET=$(DATASET) \
 	$(BIN)/bentoml serve serving.service:AITMService --host 127.0.0.1 --port $(or $(PORT),3000)
 
+# The registry: the promoted model, its history, and a rollback to the model it replaced.
+rollback: install
+	BENTOML_HOME=artifacts/bentoml AITM_DATASET=$(DATASET) $(BIN)/python -m registry rollback
+	BENTOML_HOME=artifacts/bentoml AITM_DATASET=$(DATASET) $(BIN)/python -m registry history
+
 # Monitoring (after `make serve` in another shell): replay a clean then a drifted period of
 # simulated traffic, monitor both windows into the Evidently workspace, serve the dashboard.
 WORKSPACE ?= artifacts/evidently
@@ -70,9 +75,11 @@ pipeline-submit: pipeline-compile
 	$(BIN)/python -m pipelines submit --host $(KFP_HOST) \
 		--package artifacts/aitm_training_pipeline.yaml $(PARAMS)
 
+# ruff (with bandit's S rules) and the layers' import contracts ([tool.importlinter]).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # Secrets scan of every tracked file against the committed baseline (offline, about 7 s).
 # A finding fails; a false positive gets an inline `pragma: allowlist secret` comment or a
@@ -89,11 +96,16 @@ audit: install
 test: install system-deps lint secret-scan
 	$(BIN)/pytest
 
+# Each benchmark writes its record to benchmarks/results/<name>.json; `make docs` renders them.
 bench: install system-deps
-	$(BIN)/python benchmarks/train_throughput.py
-	$(BIN)/python benchmarks/simulate_memory.py
-	$(BIN)/python benchmarks/features_bench.py
-	$(BIN)/python benchmarks/monitoring_bench.py
+	$(BIN)/python -m benchmarks.train_throughput
+	$(BIN)/python -m benchmarks.simulate_memory
+	$(BIN)/python -m benchmarks.features_bench
+	$(BIN)/python -m benchmarks.monitoring_bench
+
+# docs/benchmarks.md and the README's headline results, from benchmarks/results/*.json.
+docs: install
+	$(BIN)/python -m benchmarks.report
 
 # Reliability against `make serve` in another shell (the CI forms are in tests/reliability).
 # FUZZ: schemathesis, every check, all phases; SOAK: /rank + /predict at fixed rates, memory.

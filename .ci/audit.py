@@ -23,7 +23,8 @@ def main() -> int:
         "--disable-pip", "--progress-spinner", "off", "--format", "json",
         *sys.argv[1:],  # e.g. --vulnerability-service osv
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1_800, check=False)
+    # pip-audit on our own lock file, as an argument list (no shell).
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1_800, check=False)  # noqa: S603
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:

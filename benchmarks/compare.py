@@ -1,8 +1,8 @@
 """Compare AITM, its ablations and the baselines on one funnel: one command, one table, one plot.
 
-    python benchmarks/compare.py                                   # 3M simulated rows, 3 seeds
-    python benchmarks/compare.py --rows 500000 --seeds 1 --models aitm,mlp,lightgbm
-    python benchmarks/compare.py --data my_table.parquet --config my_config.yaml
+    python -m benchmarks.compare                                   # 3M simulated rows, 3 seeds
+    python -m benchmarks.compare --rows 500000 --seeds 1 --models aitm,mlp,lightgbm
+    python -m benchmarks.compare --data my_table.parquet --config my_config.yaml
 
 Every neural model shares the feature schema, the embedding, the training loop (early stopping
 on the sum of validation AUCs, best weights restored) and the evaluation; they differ only in
@@ -21,7 +21,8 @@ Writes to --out: compare.md (the table), compare.json (every run), compare_auc.p
 and model, mean and std over seeds) and runs.jsonl, one line per finished run: rerunning the
 same command into the same folder reuses those runs, so an interrupted comparison resumes
 (and commands with different --models can share a folder and run side by side).
-Seeds vary model initialisation and batch order; the data stay the same.
+Seeds vary model initialisation and batch order; the data stay the same. The summary per model
+is also written as a record (benchmarks/record.py; `--json PATH`).
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ import torch
 from aitm.config import Config
 from aitm.data import DataError, EncodedData, encode, load_split, split_paths, time_split
 from aitm.evaluation import evaluate
-from aitm.schema import FeatureSchema
-from aitm.training import fit_schema, predict_proba, train_encoded
+from aitm.inference import predict_proba
+from aitm.schema import FeatureSchema, fit_schema
+from aitm.training import train_encoded
+from benchmarks.record import Recording, add_json_argument
 
 # name -> (model section updates, loss section updates); "lightgbm" is handled apart.
 NEURAL_MODELS: dict[str, tuple[dict, dict]] = {
@@ -96,6 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=None, help="Config YAML (with --data)")
     parser.add_argument("--epochs", type=int, default=None, help="override train.max_epochs")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    add_json_argument(parser, "compare")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(ALL_MODELS))
@@ -326,6 +330,7 @@ def _finished_runs(runs_log: Path, source: str) -> dict[tuple[str, int], Run]:
 def main(argv: list[str] | None = None) -> Path:
     """Run the comparison; return the path of the Markdown table."""
     args = parse_args(argv)
+    recording = Recording("compare", args.json)
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -386,7 +391,36 @@ def main(argv: list[str] | None = None) -> Path:
     )
     plot_auc(summary, splits.tasks, oracle, args.out / "compare_auc.png")
     print(table)
+    recording.write(record_figures(splits, args.seeds, threads, summary, oracle))
     return table_path
+
+
+def record_figures(
+    splits: Splits, seeds: int, threads: int, summary: dict, oracle: dict[str, float] | None
+) -> dict:
+    """The summary as record figures: one row per model (means over seeds), then the oracle."""
+    models = {}
+    for name, row in summary.items():
+        models[name] = {f"auc_{t}": round(row["auc"][t][0], 4) for t in splits.tasks}
+        if row["gap_to_oracle"] is not None:
+            models[name]["gap_to_oracle"] = round(row["gap_to_oracle"][0], 4)
+        models[name] |= {
+            "violation_rate": round(row["violation_rate"][0], 4),
+            "train_s": round(row["train_seconds"][0]),
+            "rows_per_s": round(row["rows_per_second"][0]),
+            "seeds": row["seeds"],
+        }
+    if oracle is not None:
+        models["oracle (true p)"] = {f"auc_{t}": round(oracle[t], 4) for t in splits.tasks}
+    return {
+        "data": splits.source,
+        "train_rows": len(splits.train),
+        "val_rows": len(splits.val),
+        "test_rows": len(splits.test),
+        "seeds": seeds,
+        "threads": threads,
+        "models": models,
+    }
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Feature layer benchmark: online lookup latency and offline retrieval throughput.
 
-    PYTHONPATH=src:. python benchmarks/features_bench.py --rows 1000000
+    python -m benchmarks.features_bench --rows 1000000
 
 Simulates `--rows` impressions, builds and applies a Feast repo in a temporary folder, then
 prints: offline retrieval (get_historical_features by the aitm_v1 service, merged back onto
 every impression) rows/s and peak memory; online lookup latency p50/p99 for 1 user + N ads on
 SQLite and on Redis (a local redis-server it starts and stops; skipped if absent), for the
 serving path (`OnlineFeatureReader`) and for Feast's `get_online_features`, interleaved.
+The same figures are written as a record (benchmarks/record.py; `--json PATH`).
 
     # again, online lookups only, on the repo an earlier `--keep DIR` run left:
-    PYTHONPATH=src:. python benchmarks/features_bench.py --keep DIR --online-only
+    python -m benchmarks.features_bench --keep DIR --online-only
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import psutil
 
 from aitm.dataset import load_spec
 from aitm.simulator import SimulationConfig, simulate
+from benchmarks.record import Recording, add_json_argument
 from features.build import build_sources
 from features.fields import FeastLayout
 from features.online import OnlineFeatureReader, reference_columns
@@ -112,12 +114,17 @@ def _latency(
     return out
 
 
-def _report(store_name: str, n_ads: int, figures: dict[str, tuple[float, ...]]) -> None:
+def _report(store_name: str, n_ads: int, figures: dict[str, tuple[float, ...]]) -> dict:
+    """Print the lookup latencies; return them as record figures, `<store> <path>` -> ms."""
+    out = {}
     for name, (p50, p99, cpu50, cpu99) in figures.items():
         print(
             f"online {store_name}, 1 user + {n_ads} ads, {name}: p50 {p50:.2f} ms, "
             f"p99 {p99:.2f} ms (CPU p50 {cpu50:.2f} ms, p99 {cpu99:.2f} ms)"
         )
+        values = {"p50_ms": p50, "p99_ms": p99, "cpu_p50_ms": cpu50, "cpu_p99_ms": cpu99}
+        out[f"{store_name} {name}"] = {k: round(v, 2) for k, v in values.items()}
+    return out
 
 
 def main() -> None:
@@ -133,7 +140,12 @@ def main() -> None:
         action="store_true",
         help="with --keep of an earlier run: only the online lookups (SQLite as it was left)",
     )
+    add_json_argument(parser, "features_bench")
     args = parser.parse_args()
+    recording = Recording("features_bench", args.json)
+    figures: dict = {"rows": None if args.online_only else args.rows, "ads": args.ads}
+    figures["lookups"] = args.lookups
+    online = figures["online"] = {}  # filled last: the record's table of lookup latencies
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="features-bench-"))
     sim, repo = work / "sim", work / "feature_repo"
@@ -142,18 +154,19 @@ def main() -> None:
             parser.error("--online-only needs --keep DIR of an earlier run")
         store = open_store(repo, "sqlite")
     else:
-        store = _build_and_retrieve(args, sim, repo)
+        store = _build_and_retrieve(args, sim, repo, figures)
     start, end = _window(repo)
     if not args.online_only:
         started = time.perf_counter()
         materialize(store, start, end)
-        print(f"materialize SQLite: {time.perf_counter() - started:.1f} s")
-    _report("SQLite", args.ads, _latency(store, repo, args.ads, args.lookups))
+        figures["materialize_sqlite_s"] = round(time.perf_counter() - started, 1)
+        print(f"materialize SQLite: {figures['materialize_sqlite_s']:.1f} s")
+    online |= _report("SQLite", args.ads, _latency(store, repo, args.ads, args.lookups))
 
     if not args.skip_redis and shutil.which("redis-server"):
         import os
 
-        from features.redis_server import local_redis
+        from tests.support.redis_server import local_redis
 
         with local_redis() as connection:
             os.environ[REDIS_ENV] = connection
@@ -161,16 +174,20 @@ def main() -> None:
             redis_store = open_store(repo, "redis")
             started = time.perf_counter()
             materialize(redis_store, start, end)
-            print(f"materialize Redis: {time.perf_counter() - started:.1f} s")
-            _report("Redis", args.ads, _latency(redis_store, repo, args.ads, args.lookups))
+            figures["materialize_redis_s"] = round(time.perf_counter() - started, 1)
+            print(f"materialize Redis: {figures['materialize_redis_s']:.1f} s")
+            latency = _latency(redis_store, repo, args.ads, args.lookups)
+            online |= _report("Redis", args.ads, latency)
     elif not args.skip_redis:
         print("online Redis: skipped, redis-server is not on PATH")
+    recording.write(figures)
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _build_and_retrieve(args: argparse.Namespace, sim: Path, repo: Path):
-    """Simulate, build the sources, apply, and time offline retrieval; the SQLite store."""
+def _build_and_retrieve(args: argparse.Namespace, sim: Path, repo: Path, figures: dict):
+    """Simulate, build the sources, apply, and time offline retrieval (into `figures`); the
+    SQLite store."""
     n_users = max(1_000, min(500_000, args.rows // 2))
     config = SimulationConfig(
         rows=args.rows, days=args.days, val_days=1, test_days=1, n_users=n_users, n_ads=2_000
@@ -195,6 +212,10 @@ def _build_and_retrieve(args: argparse.Namespace, sim: Path, repo: Path):
         result = training_frame(store, repo, summary.start, summary.end + pd.Timedelta(seconds=1))
         seconds = time.perf_counter() - started
     rows = len(result)
+    figures["offline_retrieval_rows"] = rows
+    figures["offline_retrieval_rows_per_s"] = round(rows / seconds)
+    figures["offline_retrieval_peak_rss_mib"] = round(memory.peak / 2**20)
+    figures["offline_retrieval_added_rss_mib"] = round((memory.peak - memory.baseline) / 2**20)
     print(
         f"offline retrieval (file store): {rows:,} rows in {seconds:.1f} s = "
         f"{rows / seconds:,.0f} rows/s; peak RSS {memory.peak / 2**20:,.0f} MiB "

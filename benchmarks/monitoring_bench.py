@@ -6,20 +6,23 @@ labels arrived; the reference is 100k impressions of the same world. The job the
 fresh subprocess (so its peak RSS is its own): read the window, join labels, the Evidently
 report with every test, report.html, summary.json.
 
-    python benchmarks/monitoring_bench.py --rows 1000000 --out artifacts/monitoring-bench
+    python -m benchmarks.monitoring_bench --rows 1000000 --out artifacts/monitoring-bench
+
+Prints the figures and writes them as a record (benchmarks/record.py; `--json PATH`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.record import Recording, add_json_argument
 
 JOB = """
 import json, resource, sys, time
@@ -72,16 +75,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("artifacts/monitoring-bench"))
+    add_json_argument(parser, "monitoring_bench")
     args = parser.parse_args()
+    recording = Recording("monitoring_bench", args.json)
     t0 = time.perf_counter()
     start, end = generate(args.rows, args.out)
     generated = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in (args.out / "logs").glob("*.jsonl")) / 2**20
-    env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "OMP_NUM_THREADS": "1"}
-    import os
-
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", JOB, str(args.out), start, end],
-                          capture_output=True, text=True, env={**os.environ, **env})  # fmt: skip
+                          capture_output=True, text=True, env=env)  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(done.stderr[-4000:])
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -91,6 +94,7 @@ def main() -> None:
         "bench_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     print(json.dumps(figures, indent=2))
+    recording.write(figures)
 
 
 if __name__ == "__main__":

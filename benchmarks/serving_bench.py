@@ -1,7 +1,7 @@
 """Serving benchmark: a bounded, fixed-rate load generator against a running AITM service.
 
     # a server running (see serving/README.md), its model folder and Feast repo at hand:
-    PYTHONPATH=src:. python benchmarks/serving_bench.py --url http://127.0.0.1:3000 \
+    python -m benchmarks.serving_bench --url http://127.0.0.1:3000 \
         --model-dir $BENTOML_HOME/models/aitm/<version> --feast-repo feature_repo \
         --duration 10
 
@@ -12,8 +12,9 @@ candidates) it
 sends requests open-loop at a fixed rate for a bounded duration (and at most --max-requests),
 then prints latency p50/p99/p99.9 (from the scheduled send time, so queueing counts), achieved
 throughput, error counts, and the same model's in-process forward time on the same batch size,
-traced as the server runs it (the serving overhead ratio = server p50 / forward p50). The load
-generator shares the CPU with the server: on a small machine it inflates the figures.
+run as the server runs it (the serving overhead ratio = server p50 / forward p50). The load
+generator shares the CPU with the server: on a small machine it inflates the figures. The
+results are written as a record (benchmarks/record.py; `--json PATH`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aitm.checkpoint import Predictor
 from aitm.dataset import DatasetSpec
+from aitm.inference import Predictor
+from benchmarks.record import Recording, add_json_argument
 from features.build import entity_ids
 from features.fields import IMPRESSIONS_FILE, FeastLayout
-from serving.compiled import traced_forward
+from serving.forward import model_forward
 from serving.spec import served_spec
 
 
@@ -186,14 +188,15 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="comma-separated scenario names to run (default: all)"
     )
-    parser.add_argument("--json", help="also write the results here")
+    add_json_argument(parser, "serving_bench")
     args = parser.parse_args()
+    recording = Recording("serving_bench", args.json)
 
     repo = Path(args.feast_repo)
     predictor = Predictor.load(args.model_dir)
     spec = served_spec(predictor.schema, args.model_dir)
-    torch.set_num_threads(1)  # as the server runs it (AITM_TORCHSCRIPT, AITM_TORCH_THREADS)
-    forward = traced_forward(predictor, 2_048)
+    torch.set_num_threads(1)  # as the server runs it (AITM_TORCH_THREADS)
+    forward = model_forward(predictor)
     tasks = list(predictor.tasks)
     frame = request_frame(repo, spec)
     rows = _records(frame)
@@ -244,8 +247,8 @@ def main() -> None:
                 f"p99 {result['p99_ms']:.1f} ms, p99.9 {result['p99_9_ms']:.1f} ms; in-process "
                 f"forward {result['forward_ms']:.2f} ms (x{result['overhead_ratio']:.1f})"
             )
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    settings = {"url": args.url, "duration_s": args.duration, "max_requests": args.max_requests}
+    recording.write({"settings": settings, **{r.pop("scenario"): r for r in results}})
 
 
 if __name__ == "__main__":

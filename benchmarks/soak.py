@@ -13,6 +13,7 @@ queueing counts). Every window (60 s by default) it prints the requests, errors 
 percentiles of that window and the server's resident memory (the serve process and all its
 workers), then the totals: errors, p99.9, and memory growth from the end of the first window to
 the end of the last. The load generator shares the CPU with the server on a small machine.
+The settings, totals and windows are written as a record (benchmarks/record.py; `--json PATH`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import psutil
 
 from aitm.dataset import DatasetSpec
+from benchmarks.record import Recording, add_json_argument
 from benchmarks.serving_bench import context_rows, rank_body_maker, request_frame
 from features.build import entity_ids
 from features.fields import repo_spec
@@ -217,8 +219,9 @@ def main() -> None:
     parser.add_argument("--rank-rate", type=float, default=100.0, help="/rank requests/s")
     parser.add_argument("--predict-rate", type=float, default=20.0, help="/predict requests/s")
     parser.add_argument("--predict-rows", type=int, default=10, help="rows per /predict")
-    parser.add_argument("--json", help="also write the results here")
+    add_json_argument(parser, "soak")
     args = parser.parse_args()
+    recording = Recording("soak", args.json)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     with httpx.Client(base_url=args.url, timeout=30, limits=limits) as client:
         if client.get("/readyz").status_code != 200:
@@ -234,10 +237,9 @@ def main() -> None:
         )  # fmt: skip
     totals = report.totals()
     print(json.dumps(totals, indent=2))
-    if args.json:
-        out = {"settings": vars(args), "totals": totals}
-        out["windows"] = [w.summary() for w in report.windows]
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+    settings = {k: v for k, v in vars(args).items() if k not in ("json", "pid")}
+    windows = [w.summary() for w in report.windows]
+    recording.write({"settings": settings, **totals, "windows": windows})
 
 
 if __name__ == "__main__":

@@ -1,15 +1,13 @@
-"""Kubeflow lightweight components of the monitoring pipeline: thin wrappers of monitoring.job.
+"""The monitoring pipeline's components: thin wrappers over monitoring.job.
 
-Same rules as components/steps.py: kfp only at module level, imports inside the bodies, the
-project's image from $AITM_IMAGE, nothing installed at task start.
+Same rules as components/training.py: kfp only at module level, imports inside the bodies,
+the project's image, nothing installed at task start.
 """
-
-import os
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Metrics, Output
 
-AITM_IMAGE = os.environ.get("AITM_IMAGE", "ghcr.io/example/aitm:0.1.0")
+from components import AITM_IMAGE
 
 
 @dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)

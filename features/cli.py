@@ -12,12 +12,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(
-    help="AITM feature layer: Feast sources, retrieval, online lookup, data validation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from aitm.cli import command_app, fail
+
+app = command_app("AITM feature layer: Feast sources, retrieval, online lookup, data validation.")
 
 RepoOption = Annotated[Path, typer.Option(help="The Feast repo folder.")]
 VariantOption = Annotated[
@@ -33,11 +30,6 @@ DatasetOption = Annotated[
 ]
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
-
-
 def _spec(path: Path | None, repo: Path | None = None):
     """The spec at PATH, else the repo's own (its dataset.yaml), else the default; exit 2 if
     it cannot be used."""
@@ -48,7 +40,7 @@ def _spec(path: Path | None, repo: Path | None = None):
         spec = load_spec(path) if path is not None else repo_spec(repo)
         FeastLayout(spec)
     except SpecError as error:
-        _fail(str(error))
+        fail(str(error))
     return spec
 
 
@@ -58,7 +50,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            _fail(f"{what}: expected NAME=VALUE, got {item!r}")
+            fail(f"{what}: expected NAME=VALUE, got {item!r}")
         out[name.strip()] = value.strip()
     return out
 
@@ -86,7 +78,7 @@ def build(
     try:
         summary = build_sources(spec, repo, data)
     except ValueError as error:  # DataError and SpecError: the message names the column
-        _fail(str(error))
+        fail(str(error))
     typer.echo(summary.describe())
 
 
@@ -110,7 +102,7 @@ def apply(
     try:
         typer.echo(feast_apply(repo, variant))  # type: ignore[arg-type]
     except FeatureStoreError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 @app.command()
@@ -152,7 +144,7 @@ def retrieve(
             store, repo, start, end, spec=spec, on_missing="report" if report_missing else "raise"
         )
     except (MissingFeaturesError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     out.parent.mkdir(parents=True, exist_ok=True)
     result.frame.to_parquet(out, index=False)
     typer.echo(f"{len(result):,} rows ({result.missing} without features) -> {out}")
@@ -173,7 +165,7 @@ def _context_value(layout, name: str, text: str):
             return [cast(v.strip()) for v in text.split(",")]
         return cast(text)
     except ValueError:
-        _fail(f"--context {name}={text!r}: not a{'n int' if kind == 'int' else ' ' + kind}")
+        fail(f"--context {name}={text!r}: not a{'n int' if kind == 'int' else ' ' + kind}")
 
 
 @app.command()
@@ -201,7 +193,7 @@ def online(
     fields = _pairs(context, "--context")
     unknown = sorted(set(fields) - set(layout.request_fields))
     if unknown:
-        _fail(f"--context: {unknown} are not request fields of {spec.name!r} "
+        fail(f"--context: {unknown} are not request fields of {spec.name!r} "
               f"({list(layout.request_fields)})")  # fmt: skip
     values = {name: _context_value(layout, name, text) for name, text in fields.items()}
     try:
@@ -213,7 +205,7 @@ def online(
             spec=spec,
         )
     except (MissingEntityError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     typer.echo(frame.to_string(index=False))
 
 

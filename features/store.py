@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from aitm.proc import run_checked
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -38,12 +39,8 @@ def yaml_path(repo: str | Path, variant: Variant = "sqlite") -> Path:
 
 
 def _env(variant: Variant) -> dict[str, str]:
-    """The environment for a `feast` subprocess: this package importable, offline switch."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    env[OFFLINE_ENV] = "spark" if variant == "spark" else "file"
-    return env
+    """The environment for a `feast` subprocess: the offline store switch."""
+    return {**os.environ, OFFLINE_ENV: "spark" if variant == "spark" else "file"}
 
 
 def feast_cli(repo: str | Path, variant: Variant, *args: str) -> str:
@@ -53,14 +50,8 @@ def feast_cli(repo: str | Path, variant: Variant, *args: str) -> str:
     caches them: a second repo or variant in the same process would see the first one's.
     """
     cmd = [sys.executable, "-m", "feast.cli.cli", "-f", str(yaml_path(repo, variant)), *args]
-    done = subprocess.run(
-        cmd, cwd=Path(repo).resolve(), env=_env(variant), capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise FeatureStoreError(
-            f"`feast {' '.join(args)}` ({variant}) failed with code {done.returncode}:\n"
-            f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-        )
+    done = run_checked(cmd, f"`feast {' '.join(args)}` ({variant})", error=FeatureStoreError,
+                       cwd=Path(repo).resolve(), env=_env(variant))  # fmt: skip
     return done.stdout
 
 

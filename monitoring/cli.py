@@ -1,51 +1,23 @@
-"""`python -m monitoring`: run (the job), replay (traffic), pipeline (the job in kfp).
+"""`python -m monitoring`: run (the job), replay (traffic). The job as a kfp pipeline runs
+from `python -m pipelines monitor`.
 
 Exit codes of `run`: 0 every test passed, 1 a test failed (alert; with --on-fail-retrain and a
 failed drift test, the training pipeline command was launched), 2 bad input. `replay` sends the
 simulator's traffic (--world) or a dataset spec's table (--dataset); exit 2 on a bad spec.
-Evidently, kfp and httpx are imported inside the commands that use them.
+Evidently and httpx are imported inside the commands that use them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-app = typer.Typer(
-    help="AITM monitoring: Evidently reports over logged predictions, traffic replay.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from aitm.cli import command_app, fail
 
-RETRAIN_ENV = "AITM_RETRAIN_COMMAND"
-DEFAULT_RETRAIN = "python -m pipelines main --data data/sim --config pipelines/run.yaml"
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
-
-
-def resolve_reference(
-    reference: Path | None, bentoml_home: Path | None, dataset: Path | None = None
-) -> Path:
-    """--reference, else the reference of the model promoted for the dataset spec (its model
-    name names the pointer; default spec: $AITM_DATASET or the simulator's)."""
-    from aitm.dataset import load_spec
-    from monitoring.reference import promoted_reference
-
-    if reference is not None:
-        return reference
-    home = bentoml_home or (Path(os.environ["BENTOML_HOME"]) if "BENTOML_HOME" in os.environ
-                            else None)  # fmt: skip
-    if home is None:
-        raise FileNotFoundError("pass --reference, or --bentoml-home (or set BENTOML_HOME)")
-    return promoted_reference(home, load_spec(dataset).model_name)
+app = command_app("AITM monitoring: Evidently reports over logged predictions, traffic replay.")
 
 
 DatasetOption = Annotated[
@@ -84,27 +56,27 @@ def run_command(
         bool, typer.Option(help="Launch the training pipeline when a drift test fails.")
     ] = False,
     retrain_command: Annotated[
-        str | None, typer.Option(help=f"Default ${RETRAIN_ENV} or '{DEFAULT_RETRAIN}'.")
+        str | None, typer.Option(help="Default $AITM_RETRAIN_COMMAND, else `make run`'s job.")
     ] = None,
 ) -> None:
     """Monitor one window of logged predictions against the reference; exit 1 on a failed test."""
     from monitoring.config import MonitoringConfig
-    from monitoring.job import JobPaths, retrain, run_job
+    from monitoring.job import JobPaths, JobSettings, reference_for, retrain, run_job
 
     try:
         window = resolve_window(start, end, window_hours)
         settings = MonitoringConfig.from_yaml(config)
-        reference = resolve_reference(reference, bentoml_home, dataset)
+        reference = reference_for(reference, bentoml_home, dataset)
         paths = JobPaths(log_dir, labels_dir, reference, out, workspace)
         result = run_job(paths, window, settings)
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(result.describe())
     typer.echo(f"report: {out / 'report.html'}\nsummary: {out / 'summary.json'}")
     if result.passed:
         return
     if on_fail_retrain and result.drift_failed:
-        command = retrain_command or os.environ.get(RETRAIN_ENV, DEFAULT_RETRAIN)
+        command = retrain_command or JobSettings().retrain_command
         typer.echo(f"a drift test failed: launching the training pipeline: {command}", err=True)
         code = retrain(command)
         typer.echo(f"training pipeline exited with {code}", err=True)
@@ -147,7 +119,7 @@ def replay_command(
     from monitoring.replay import replay, replay_spec, save
 
     if (world is None) == (dataset is None):
-        _fail("give one of --world (the simulator) or --dataset (a dataset spec)")
+        fail("give one of --world (the simulator) or --dataset (a dataset spec)")
     try:
         if dataset is not None:
             from aitm.dataset import load_spec
@@ -162,47 +134,11 @@ def replay_command(
                              labels_dir=labels_dir, label_share=label_share,
                              label_delay=label_delay, batch=batch, seed=seed)  # fmt: skip
     except (ValueError, FileNotFoundError) as exc:  # a bad spec or table (SpecError, DataError)
-        _fail(str(exc))
+        fail(str(exc))
     except (RuntimeError, httpx.HTTPError) as exc:  # the service refused the rows, or is down
-        _fail(f"{url}: {exc}")
+        fail(f"{url}: {exc}")
     save(summary, out)
     typer.echo(json.dumps(summary, indent=2))
-
-
-@app.command("pipeline")
-def pipeline_command(
-    log_dir: Annotated[Path, typer.Option()],
-    out: Annotated[Path, typer.Option(help="pipeline root of the local run")],
-    start: Annotated[str, typer.Option()],
-    end: Annotated[str, typer.Option()],
-    labels_dir: Annotated[Path | None, typer.Option()] = None,
-    reference: Annotated[Path | None, typer.Option()] = None,
-    bentoml_home: Annotated[Path | None, typer.Option()] = None,
-    dataset: DatasetOption = None,
-    workspace: Annotated[Path | None, typer.Option()] = None,
-    config: Annotated[Path | None, typer.Option()] = None,
-    retrain_command: Annotated[
-        str, typer.Option(help="Launched by the pipeline's retrain step when drift failed.")
-    ] = "",
-) -> None:
-    """Run the monitoring job as a kfp pipeline locally (SubprocessRunner)."""
-    from pipelines.monitoring_pipeline import run_local
-
-    try:
-        reference = resolve_reference(reference, bentoml_home, dataset)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    summary = run_local(
-        out,
-        dict(log_dir=str(log_dir.resolve()), labels_dir=str(labels_dir.resolve()) if labels_dir
-             else "", reference=str(reference.resolve()), start=start, end=end,
-             workspace=str(workspace.resolve()) if workspace else "",
-             config_yaml=config.read_text() if config else "",
-             retrain_command=retrain_command),
-    )  # fmt: skip
-    typer.echo(json.dumps(summary, indent=2, default=str))
-    if not summary["passed"]:
-        raise typer.Exit(code=1)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -17,12 +17,36 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from monitoring.config import MonitoringConfig
 from monitoring.logs import Window, load_window
 from monitoring.reference import load_reference
 
 REPORT = "report.html"
 SUMMARY = "summary.json"
+
+
+class JobSettings(BaseSettings):
+    """The job's environment settings (prefix AITM_)."""
+
+    model_config = SettingsConfigDict(env_prefix="AITM_", extra="ignore", frozen=True)
+
+    # AITM_RETRAIN_COMMAND: what --on-fail-retrain launches when a drift test failed.
+    retrain_command: str = "python -m pipelines main --data data/sim --config pipelines/run.yaml"
+
+
+def reference_for(
+    reference: Path | None, bentoml_home: Path | None, dataset: Path | None = None
+) -> Path:
+    """`reference`, else the registry's reference of the model promoted for the dataset spec
+    (its model name names the pointer; default spec: $AITM_DATASET or the simulator's)."""
+    from aitm.dataset import load_spec
+    from registry.store import default_home, promoted_reference
+
+    if reference is not None:
+        return reference
+    return promoted_reference(bentoml_home or default_home(), load_spec(dataset).model_name)
 
 
 @dataclass(frozen=True)
@@ -85,7 +109,7 @@ def monitor(
 
 def flat_metrics(result) -> dict[str, float]:
     """Finite numbers of a result, for a kfp Metrics artifact."""
-    import math
+    from aitm.evaluation import finite
 
     out = {"rows": result.rows, "label_coverage": result.label_coverage,
            "drifted_share": result.drifted_share, "violations": result.violations["all"],
@@ -93,4 +117,4 @@ def flat_metrics(result) -> dict[str, float]:
     for task, step in result.steps.items():
         for name in ("prediction_drift", "rate_change", "calibration_change", "auc"):
             out[f"{name}_{task}"] = getattr(step, name)
-    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
+    return finite(out)

@@ -6,7 +6,8 @@ the window (and the reference) as plain columns:
 - `MonotonicityViolations`: share of rows where a later step's probability exceeds the earlier
   step's, for one adjacent pair or for any pair ("all").
 - `ConversionRateChange`: observed end-to-end rate of a step in the window over the reference's,
-  minus 1, on labelled rows only.
+  minus 1, on labelled rows only: the value the dashboard plots. The test on it is Evidently's
+  comparison with the reference, on the built-in `MeanValue` of the label (`monitoring.report`).
 - `CalibrationGap`: the calibration gap (observed end-to-end rate over the mean predicted
   probability, on labelled rows) of the window against the reference's.
 - `StepAuc`: exact AUC of a step on labelled rows.
@@ -17,7 +18,8 @@ Labels are NaN where they have not arrived; every label metric drops those rows 
 
 from __future__ import annotations
 
-from typing import List  # noqa: UP035 - Evidently's pydantic v1 models want these
+import abc
+from typing import List, TypeVar  # noqa: UP035 - Evidently's pydantic v1 models want these
 
 import numpy as np
 import pandas as pd
@@ -41,13 +43,42 @@ def _labelled(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     return frame[frame[label].notna()]
 
 
+TMetric = TypeVar("TMetric", bound=SingleValueMetric)
+
+
+class _EachWindow(SingleValueCalculation[TMetric], abc.ABC):
+    """One value of the window, and one of the reference when there is one."""
+
+    @abc.abstractmethod
+    def value(self, frame: pd.DataFrame) -> float: ...
+
+    def calculate(self, context, current_data, reference_data):
+        current = self.result(self.value(_frame(current_data)))
+        if reference_data is None:
+            return current
+        return current, self.result(self.value(_frame(reference_data)))
+
+
+class _ChangeVsReference(SingleValueCalculation[TMetric], abc.ABC):
+    """A statistic of the window over the reference's, minus 1."""
+
+    @abc.abstractmethod
+    def statistic(self, frame: pd.DataFrame) -> float: ...
+
+    def calculate(self, context, current_data, reference_data):
+        if reference_data is None:
+            raise ValueError(f"{type(self.metric).__name__} needs the reference window")
+        current = self.statistic(_frame(current_data))
+        return self.result(float(current / self.statistic(_frame(reference_data)) - 1.0))
+
+
 class MonotonicityViolations(SingleValueMetric):
     tasks: List[str]  # funnel order; reads their p_<task> columns  # noqa: UP006
     pair: str = ALL_PAIRS  # "<later>><earlier>" of two adjacent tasks, or "all"
 
 
-class MonotonicityViolationsCalculation(SingleValueCalculation[MonotonicityViolations]):
-    def _share(self, frame: pd.DataFrame) -> float:
+class MonotonicityViolationsCalculation(_EachWindow[MonotonicityViolations]):
+    def value(self, frame: pd.DataFrame) -> float:
         tasks = self.metric.tasks
         probs = frame[[prob_column(t) for t in tasks]].to_numpy(dtype=np.float64)
         later_gt = probs[:, 1:] > probs[:, :-1]  # (N, T-1)
@@ -60,28 +91,20 @@ class MonotonicityViolationsCalculation(SingleValueCalculation[MonotonicityViola
             bad = later_gt[:, pairs.index(self.metric.pair)]
         return float(bad.mean()) if len(bad) else 0.0
 
-    def calculate(self, context, current_data, reference_data):
-        current = self.result(self._share(_frame(current_data)))
-        if reference_data is None:
-            return current
-        return current, self.result(self._share(_frame(reference_data)))
-
     def display_name(self) -> str:
         return f"Funnel-order violations ({self.metric.pair})"
 
 
 class ConversionRateChange(SingleValueMetric):
+    """A value for the dashboard only: a dashboard plots each window's own metric values, and
+    Evidently's comparison with the reference yields a test status, not a value to plot."""
+
     label: str  # 0/1 end-to-end label column of the step (NaN: not arrived)
 
 
-class ConversionRateChangeCalculation(SingleValueCalculation[ConversionRateChange]):
-    def calculate(self, context, current_data, reference_data):
-        if reference_data is None:
-            raise ValueError("ConversionRateChange needs the reference window")
-        label = self.metric.label
-        current = _labelled(_frame(current_data), label)[label].mean()
-        reference = _labelled(_frame(reference_data), label)[label].mean()
-        return self.result(float(current / reference - 1.0))
+class ConversionRateChangeCalculation(_ChangeVsReference[ConversionRateChange]):
+    def statistic(self, frame: pd.DataFrame) -> float:
+        return _labelled(frame, self.metric.label)[self.metric.label].mean()
 
     def display_name(self) -> str:
         return f"Conversion rate change vs reference ({self.metric.label})"
@@ -102,14 +125,9 @@ def calibration_gap(frame: pd.DataFrame, label: str, prediction: str) -> float:
     return float(rows[label].mean() / rows[prediction].mean() - 1.0)
 
 
-class CalibrationGapCalculation(SingleValueCalculation[CalibrationGap]):
-    def calculate(self, context, current_data, reference_data):
-        if reference_data is None:
-            raise ValueError("CalibrationGap needs the reference window")
-        m = self.metric
-        current = calibration_gap(_frame(current_data), m.label, m.prediction)
-        reference = calibration_gap(_frame(reference_data), m.label, m.prediction)
-        return self.result(float((1.0 + current) / (1.0 + reference) - 1.0))
+class CalibrationGapCalculation(_ChangeVsReference[CalibrationGap]):
+    def statistic(self, frame: pd.DataFrame) -> float:
+        return 1.0 + calibration_gap(frame, self.metric.label, self.metric.prediction)
 
     def display_name(self) -> str:
         return f"Calibration gap change vs reference ({self.metric.label})"
@@ -120,17 +138,11 @@ class StepAuc(SingleValueMetric):
     prediction: str
 
 
-class StepAucCalculation(SingleValueCalculation[StepAuc]):
-    def _auc(self, frame: pd.DataFrame) -> float:
+class StepAucCalculation(_EachWindow[StepAuc]):
+    def value(self, frame: pd.DataFrame) -> float:
         rows = _labelled(frame, self.metric.label)
         labels, scores = rows[self.metric.label], rows[self.metric.prediction]
         return exact_auc(labels.to_numpy(), scores.to_numpy())
-
-    def calculate(self, context, current_data, reference_data):
-        current = self.result(self._auc(_frame(current_data)))
-        if reference_data is None:
-            return current
-        return current, self.result(self._auc(_frame(reference_data)))
 
     def display_name(self) -> str:
         return f"AUC ({self.metric.label})"

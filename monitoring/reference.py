@@ -1,7 +1,8 @@
 """The reference window: the promoted model's evaluation window, its predictions and labels.
 
-The training pipeline writes it beside the model it promotes; the monitoring job compares every
-window of logged predictions with it. A reference folder is self-describing:
+The training workflow builds it from its evaluation window and the registry stores it with the
+model it promotes (registry.store); the monitoring job compares every window of logged
+predictions with it. A reference folder is self-describing:
 
     reference.parquet  model input fields (raw values), p_<task> per task, <task> labels
     schema.json        the model's feature schema (fields, vocabularies, tasks in funnel order)
@@ -9,7 +10,7 @@ window of logged predictions with it. A reference folder is self-describing:
 
 Every name the monitoring layer uses (fields, which of them are numbers, the funnel's steps)
 comes from that schema and the dataset spec inside it, never from the simulator's names. No
-Evidently here: the pipeline imports this module to write the folder.
+Evidently here: the training workflow imports this module to write the folder.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ FRAME = "reference.parquet"
 SCHEMA = "schema.json"
 INFO = "reference.json"
 PROB_PREFIX = "p_"  # column of a task's predicted end-to-end probability
-POINTER_KEY = "reference"  # key in the promoted pointer: reference folder, relative to the home
 NUMERIC = "float"  # FieldSpec dtype of a numeric field (a number, not a category)
-MODEL_NAME = "aitm"  # the promoted pointer's default name (promoted/<name>.json)
 
 
 def prob_column(task: str) -> str:
@@ -111,7 +110,7 @@ def build_reference(
     model_dir: str | Path, frame: pd.DataFrame, out_dir: str | Path, info: dict[str, Any]
 ) -> Path:
     """Predict the evaluation window with the model and write the reference folder."""
-    from aitm.checkpoint import Predictor
+    from aitm.inference import Predictor
 
     predictor = Predictor.load(model_dir)
     probs = predictor.predict(frame).to_numpy()
@@ -129,27 +128,11 @@ def load_reference(path: str | Path) -> Reference:
     return Reference(frame=frame, schema=schema, info=info, path=path)
 
 
-def store_reference(source: str | Path, home: str | Path, version: str) -> str:
-    """Copy a reference folder into the BentoML home; return its path relative to the home."""
-    relative = Path("promoted") / "references" / version
-    target = Path(home) / relative
-    if target.exists():
-        shutil.rmtree(target)
+def copy_with_info(source: str | Path, out_dir: str | Path, **info: Any) -> Path:
+    """A copy of a reference folder at out_dir/<name>, its info extended (the model tag once it
+    is registered); the source stays as it was."""
+    target = Path(out_dir) / Path(source).name
     shutil.copytree(source, target)
-    return relative.as_posix()
-
-
-def promoted_reference(home: str | Path, name: str = MODEL_NAME) -> Path:
-    """The reference folder of the model promoted under `name` (the spec's model name), from
-    the pointer the pipeline moves."""
-    pointer = f"promoted/{name}.json"
-    file = Path(home) / pointer
-    if not file.is_file():
-        raise FileNotFoundError(f"no promoted model under {home} ({pointer} is missing)")
-    info = json.loads(file.read_text())
-    if POINTER_KEY not in info:
-        raise FileNotFoundError(
-            f"the promoted model {info.get('tag')} has no reference window: promote a model "
-            "with the training pipeline, or pass --reference"
-        )
-    return Path(home) / info[POINTER_KEY]
+    old = json.loads((Path(source) / INFO).read_text())
+    (target / INFO).write_text(json.dumps({**old, **info}, indent=2, default=str))
+    return target

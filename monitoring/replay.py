@@ -40,10 +40,9 @@ from aitm.simulator import DriftConfig
 from monitoring.logs import LabelWriter
 from monitoring.synthetic import (
     Traffic,
-    field_kind,
     label_records,
-    request_rows,
     simulator_spec,
+    spec_rows,
     world_config,
 )
 
@@ -104,8 +103,7 @@ def send_period(client, traffic: Traffic, name: str, rows: int, day: float,
                 drift: DriftConfig | None, batch: int):  # fmt: skip
     """Send one period of simulated impressions; returns (Period, Sent)."""
     frame = traffic.sample(rows, day, drift)
-    spec = simulator_spec()  # the names of the simulator's frames
-    payload = request_rows(frame, spec.fields, {f: field_kind(frame, f, spec) for f in spec.fields})
+    payload = spec_rows(frame, simulator_spec())  # the simulator's names
     start = _now()
     keys, requests, tasks = send_rows(client, payload, batch)
     period = Period(name, start, _now(), rows, requests, day,
@@ -130,6 +128,16 @@ def write_labels(labels_dir: str | Path, sent: list[Sent], share: float, seed: i
                                 _now())  # fmt: skip
         written += writer.write(records)
     return written
+
+
+def labels_later(labels_dir: str | Path | None, sent: list[Sent], share: float, delay: float,
+                 seed: int) -> int:  # fmt: skip
+    """After `delay` seconds, the labels of the sent rows (`write_labels`); none without
+    `labels_dir`. Returns how many were written."""
+    if labels_dir is None:
+        return 0
+    time.sleep(delay)
+    return write_labels(labels_dir, sent, share, seed)
 
 
 def replay(
@@ -166,10 +174,7 @@ def replay(
                                        batch)  # fmt: skip
             periods.append(period)
             sent.append(part)
-    labelled = 0
-    if labels_dir is not None:
-        time.sleep(label_delay)
-        labelled = write_labels(labels_dir, sent, label_share, seed)
+    labelled = labels_later(labels_dir, sent, label_share, label_delay, seed)
     return {"url": url, "world": str(world), "labelled": labelled,
             "periods": [asdict(p) for p in periods]}  # fmt: skip
 
@@ -219,16 +224,13 @@ def replay_spec(
     import httpx
 
     frame = read_spec_rows(spec, split=split, rows=rows, seed=shuffle_seed)
-    kinds = {f: field_kind(frame, f, spec) for f in spec.fields}
-    payload = request_rows(frame, spec.fields, kinds)
+    payload = spec_rows(frame, spec)
     with httpx.Client(base_url=url, timeout=timeout) as client:
         start = _now()
         keys, requests, tasks = send_rows(client, payload, batch, expect=spec.tasks)
     period = Period(TABLE_PERIOD, start, _now(), len(frame), requests, None, None)
-    labelled = 0
-    if labels_dir is not None:
-        time.sleep(label_delay)
-        labelled = write_labels(labels_dir, [Sent(frame, keys, tasks)], label_share, seed)
+    labelled = labels_later(labels_dir, [Sent(frame, keys, tasks)], label_share, label_delay,
+                            seed)  # fmt: skip
     return {"url": url, "dataset": spec.name, "table": str(spec.table_path()),
             "tasks": tasks, "labelled": labelled, "periods": [asdict(period)]}  # fmt: skip
 

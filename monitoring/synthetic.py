@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aitm.data import TRUE_PREFIX
 from aitm.dataset import DEFAULT_SPEC, DatasetSpec
-from aitm.schema import build_schema, infer_field_type
-from aitm.simulator import TRUE_PREFIX, DriftConfig, FunnelWorld, SimulationConfig
+from aitm.schema import build_schema, infer_field_type, with_dataset
+from aitm.simulator import DriftConfig, FunnelWorld, SimulationConfig
 from monitoring.reference import NUMERIC, write_reference
 
 TIMESTAMP = "event_timestamp"  # the impression time column of sampled frames
@@ -169,6 +170,11 @@ def request_rows(
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
+def spec_rows(frame: pd.DataFrame, spec: DatasetSpec) -> list[dict[str, Any]]:
+    """/predict rows of the spec's fields, each as the spec types it (`field_kind`)."""
+    return request_rows(frame, spec.fields, {f: field_kind(frame, f, spec) for f in spec.fields})
+
+
 def label_records(
     frame: pd.DataFrame, keys: list[tuple[str, int]], tasks: list[str], labelled_at: str
 ) -> list[dict[str, Any]]:
@@ -201,7 +207,7 @@ def write_log_files(
     spec = spec or simulator_spec()
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    rows = request_rows(frame, spec.fields, {f: field_kind(frame, f, spec) for f in spec.fields})
+    rows = spec_rows(frame, spec)
     stamps = frame[TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00").tolist()
     ids = [f"{name}-{i:09d}" for i in range(len(frame))]
     for part, lo in enumerate(range(0, len(frame), rows_per_file)):
@@ -238,8 +244,6 @@ def write_true_probability_reference(
     """A reference window scored by the true probabilities, for tests and benchmarks that need
     no trained model. Its schema is built as training builds one from `spec` (default the
     simulator's) and carries the spec, as a trained model's does."""
-    from aitm.training import with_dataset  # torch: only where a schema is built
-
     spec = spec or simulator_spec()
     schema = build_schema(reference, spec.fields, tasks, numeric=list(spec.numeric))
     schema = with_dataset(schema, spec)

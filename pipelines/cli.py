@@ -1,12 +1,10 @@
-"""`python -m pipelines`: main (end to end), run-local, compile, submit.
+"""`python -m pipelines`: main (end to end), run-local, monitor, compile, submit.
 
 kfp, feast and bentoml are imported inside the commands that use them.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -16,20 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(
-    help="AITM training pipeline: run end to end, run locally, compile, submit.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from aitm.cli import command_app, fail
 
-ROOT = Path(__file__).resolve().parents[1]
-FEATURE_REPO = ROOT / "feature_repo"
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
+app = command_app("AITM training pipeline: run end to end, run locally, compile, submit.")
 
 
 # -- compile and submit ---------------------------------------------------------------------
@@ -137,11 +124,20 @@ def submit_command(
         path = package or compile_pipeline(Path("artifacts/aitm_training_pipeline.yaml"))
         submission = Submission(str(path), arguments, experiment, name, cron)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(submit(submission, host))
 
 
 # -- local runs -----------------------------------------------------------------------------
+
+
+def _spec(path: Path | None):
+    from aitm.dataset import SpecError, load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        fail(str(exc))
 
 
 @app.command("run-local")
@@ -162,15 +158,11 @@ def run_local_command(
     ] = None,
 ) -> None:
     """Run the pipeline locally (kfp SubprocessRunner) and print a summary."""
-    from aitm.dataset import SpecError, load_spec
-    from pipelines.local import run_local
-    from pipelines.steps import git_revision
+    from pipelines.local import run_training
+    from workflow.package import git_revision
 
     built = feature_repo / "dataset.yaml"
-    try:
-        spec = load_spec(dataset or (built if built.is_file() else None))
-    except SpecError as exc:
-        _fail(str(exc))
+    spec = _spec(dataset or (built if built.is_file() else None))
     arguments = dict(
         feature_repo=str(feature_repo.resolve()), train_start=train_start, train_end=train_end,
         eval_start=eval_start, eval_end=eval_end, bentoml_home=str(bentoml_home.resolve()),
@@ -178,9 +170,47 @@ def run_local_command(
         nproc_per_node=nproc_per_node,
         oracle_data=oracle_data, bentofile=bentofile, git_revision=git_revision(),
     )  # fmt: skip
-    summary = run_local(pipeline_root, arguments)
+    summary = run_training(pipeline_root, arguments)
     typer.echo(summary.describe())
     if not summary.succeeded:
+        raise typer.Exit(code=1)
+
+
+@app.command("monitor")
+def monitor_command(
+    log_dir: Annotated[Path, typer.Option()],
+    out: Annotated[Path, typer.Option(help="pipeline root of the local run")],
+    start: Annotated[str, typer.Option()],
+    end: Annotated[str, typer.Option()],
+    labels_dir: Annotated[Path | None, typer.Option()] = None,
+    reference: Annotated[Path | None, typer.Option()] = None,
+    bentoml_home: Annotated[Path | None, typer.Option()] = None,
+    dataset: Annotated[Path | None, typer.Option(help="Spec of the promoted model.")] = None,
+    workspace: Annotated[Path | None, typer.Option()] = None,
+    config: Annotated[Path | None, typer.Option()] = None,
+    retrain_command: Annotated[
+        str, typer.Option(help="Launched by the pipeline's retrain step when drift failed.")
+    ] = "",
+) -> None:
+    """Run the monitoring job as a kfp pipeline locally (SubprocessRunner)."""
+    import json
+
+    from monitoring.job import reference_for
+    from pipelines.local import run_monitoring
+
+    try:
+        reference = reference_for(reference, bentoml_home, dataset)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    arguments = dict(
+        log_dir=str(log_dir.resolve()), labels_dir=str(labels_dir.resolve()) if labels_dir else "",
+        reference=str(reference.resolve()), start=start, end=end,
+        workspace=str(workspace.resolve()) if workspace else "",
+        config_yaml=config.read_text() if config else "", retrain_command=retrain_command,
+    )  # fmt: skip
+    summary = run_monitoring(out, arguments)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+    if not summary["passed"]:
         raise typer.Exit(code=1)
 
 
@@ -242,41 +272,31 @@ class Materializer(threading.Thread):
         self.seconds = time.perf_counter() - start
 
 
-def windows_from_table(
-    impressions: Path, timestamp: str, fraction: float, test_part: Path | None
-) -> dict[str, str]:
-    """Windows from a table's own time range: the evaluation window is its test/ part where it
-    has one, else the latest `fraction` of the time range."""
-    import pandas as pd
+def _run_with_materialize(timer: Timer, repo: Path, window: tuple[str, str], runs: Path,
+                          arguments: dict[str, Any], overlap: bool):  # fmt: skip
+    """The pipeline and `feast materialize`: side by side (once the fetch step is done, as
+    only it reads Feast and materialize rewrites the registry file in place), or one after
+    the other."""
+    from features.store import feast_cli
+    from pipelines.local import run_training
 
-    times = pd.to_datetime(pd.read_parquet(impressions, columns=[timestamp])[timestamp], utc=True)
-    first, last = times.min(), times.max()
-    if test_part is not None:
-        from aitm.data import read_table
-
-        split = pd.to_datetime(read_table(test_part, columns=[timestamp])[timestamp], utc=True)
-        split = split.min()
-    else:
-        split = first + (last - first) * (1.0 - fraction)
-    end = last + pd.Timedelta(seconds=1)
-    if not first < split < end:
-        raise ValueError(f"cannot hold out a window of the time range {first} to {last}")
-    iso = {k: v.isoformat() for k, v in dict(train_start=first, train_end=split,
-                                             eval_start=split, eval_end=end).items()}  # fmt: skip
-    return iso
-
-
-def windows_of(oracle: dict[str, Any]) -> dict[str, str]:
-    """Training window = the simulation's train+val days; evaluation window = its test days."""
-    import pandas as pd
-
-    cfg = oracle["config"]
-    start = pd.Timestamp(cfg["start"])
-    split = start + pd.Timedelta(days=cfg["days"] - cfg["test_days"])
-    end = start + pd.Timedelta(days=cfg["days"])
-    iso = {k: v.isoformat() for k, v in dict(train_start=start, train_end=split,
-                                             eval_start=split, eval_end=end).items()}  # fmt: skip
-    return iso
+    if not overlap:
+        with timer.step("feast materialize"):
+            feast_cli(repo, "sqlite", "materialize", *window)
+        with timer.step("pipeline (local kfp)"):
+            return run_training(runs, arguments)
+    with timer.step("pipeline (local kfp)"):
+        loader = Materializer(repo, window, runs)
+        loader.start()
+        summary = run_training(runs, arguments)
+        loader.pipeline_done.set()
+    with timer.step("feast materialize (rest)"):
+        loader.join()
+    timer.seconds["feast materialize"] = loader.seconds
+    timer.overlapped.add("feast materialize")
+    if loader.error is not None:
+        fail(f"feast materialize failed: {loader.error}")
+    return summary
 
 
 @app.command("main")
@@ -308,15 +328,14 @@ def main_command(
     (exit 2), leaving the promoted model as it was."""
     import pandas as pd
 
-    from aitm.dataset import DEFAULT_SPEC, SpecError, load_spec
-    from pipelines.local import run_local
-    from pipelines.steps import git_revision
+    from aitm.data import DataError
+    from aitm.dataset import DEFAULT_SPEC, SpecError
+    from features.store import apply
+    from workflow.package import git_revision
+    from workflow.prepare import build_repo, first_snapshot, run_windows
 
     timer = Timer()
-    try:
-        spec = load_spec(dataset)
-    except SpecError as exc:
-        _fail(str(exc))
+    spec = _spec(dataset)
     data = data or spec.table_path()
     if (dataset is None or dataset.resolve() == DEFAULT_SPEC) and not data.exists():
         from aitm.simulator import SimulationConfig, simulate
@@ -324,105 +343,34 @@ def main_command(
         with timer.step("simulate"):
             simulate(SimulationConfig(rows=rows), data)
     config_yaml = config.read_text() if config else ""
-    repo = work / "feature_repo"
     with timer.step("feast build"):
-        from aitm.data import DataError
-        from features.build import build_sources
-
         try:
-            from pipelines.steps import parse_config
-
-            parse_config(config_yaml)  # a bad config, too, stops before any work
-            staging = work / "feature_repo.new"  # the previous repo stays until this one builds
-            if staging.exists():
-                shutil.rmtree(staging)
-            shutil.copytree(FEATURE_REPO, staging,
-                            ignore=shutil.ignore_patterns("data", "__pycache__"))  # fmt: skip
-            built = build_sources(spec, staging, data)
+            repo, built = build_repo(spec, data, work, config_yaml)
         except (DataError, SpecError, ValueError) as exc:
-            _fail(str(exc))
-        if repo.exists():
-            shutil.rmtree(repo)
-        staging.rename(repo)
+            fail(str(exc))
         typer.echo(built.describe(), err=True)
-    dataset_yaml = (repo / "dataset.yaml").read_text()  # the spec with every type resolved
     with timer.step("feast apply"):
-        from features.store import apply
-
         apply(repo)
-    window = (_first_snapshot(repo).isoformat(), (built.end + pd.Timedelta(days=1)).isoformat())
+    snapshot = (first_snapshot(repo).isoformat(),
+                (built.end + pd.Timedelta(days=1)).isoformat())  # fmt: skip
     explicit = dict(train_start=train_start, train_end=train_end,
                     eval_start=eval_start, eval_end=eval_end)  # fmt: skip
-    oracle_file = data / "oracle.json"
-    if all(explicit.values()):
-        windows = explicit
-    elif any(explicit.values()):
-        _fail("give all four of --train-start/--train-end/--eval-start/--eval-end, or none")
-    elif oracle_file.is_file():
-        windows = windows_of(json.loads(oracle_file.read_text()))
-    elif spec.timestamp is None:  # one snapshot time: the fetch step splits at random
-        windows = dict(train_start=window[0], train_end=window[1],
-                       eval_start=window[1], eval_end=window[1])  # fmt: skip
-    else:
-        from aitm.data import split_paths
-        from features.build import DATA_DIR, IMPRESSIONS_FILE
-
-        try:
-            impressions = repo / DATA_DIR / IMPRESSIONS_FILE
-            test_part = split_paths(data).get("test")
-            windows = windows_from_table(impressions, spec.timestamp, spec.eval_fraction, test_part)
-        except ValueError as exc:
-            _fail(str(exc))
+    try:
+        windows = run_windows(spec, repo, data, snapshot, explicit)
+    except ValueError as exc:
+        fail(str(exc))
+    simulated = (data / "oracle.json").is_file()
     arguments = dict(
         feature_repo=str(repo.resolve()), bentoml_home=str(bentoml_home.resolve()),
-        config_yaml=config_yaml, dataset_yaml=dataset_yaml, nproc_per_node=nproc_per_node,
-        oracle_data=str(data.resolve()) if oracle_file.is_file() else "", bentofile=bentofile,
-        git_revision=git_revision(), **windows,
+        config_yaml=config_yaml, dataset_yaml=(repo / "dataset.yaml").read_text(),
+        nproc_per_node=nproc_per_node, oracle_data=str(data.resolve()) if simulated else "",
+        bentofile=bentofile, git_revision=git_revision(), **windows,
     )  # fmt: skip
-    if overlap:
-        # Only the fetch step reads Feast, and materialize rewrites the registry file in
-        # place: start materializing once the fetch step is done, while the rest runs.
-        with timer.step("pipeline (local kfp)"):
-            loader = Materializer(repo, window, work / "runs")
-            loader.start()
-            summary = run_local(work / "runs", arguments)
-            loader.pipeline_done.set()
-        with timer.step("feast materialize (rest)"):
-            loader.join()
-        timer.seconds["feast materialize"] = loader.seconds
-        timer.overlapped.add("feast materialize")
-        if loader.error is not None:
-            _fail(f"feast materialize failed: {loader.error}")
-    else:
-        with timer.step("feast materialize"):
-            from features.store import feast_cli
-
-            feast_cli(repo, "sqlite", "materialize", *window)
-        with timer.step("pipeline (local kfp)"):
-            summary = run_local(work / "runs", arguments)
+    summary = _run_with_materialize(timer, repo, snapshot, work / "runs", arguments, overlap)
     typer.echo(summary.describe())
     typer.echo(timer.describe())
     if not summary.succeeded:
         raise typer.Exit(code=1)
-
-
-def _first_snapshot(repo: Path):
-    """One second before the earliest row of the repo's Feast sources (materialize's start)."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from features.build import DATA_DIR
-
-    earliest = []
-    for path in (repo / DATA_DIR).glob("*.parquet"):  # only the time columns are read
-        schema = pq.read_schema(path)
-        times = [f.name for f in schema if pa.types.is_timestamp(f.type)]
-        for column in pq.read_table(path, columns=times).columns:
-            earliest.append(pd.Timestamp(column.to_pandas().min()))
-    start = min(earliest)
-    start = start.tz_localize("UTC") if start.tzinfo is None else start
-    return start - pd.Timedelta(seconds=1)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,23 +1,19 @@
-"""Run the training pipeline with kfp's local SubprocessRunner and summarise what it left.
+"""Run a pipeline with kfp's local SubprocessRunner and summarise what it left.
 
-Only pipeline-level outputs come back from a local run, so the summary reads every task's
+Only pipeline-level outputs come back from a local run, so the summaries read every task's
 artifacts from `<pipeline_root>/<pipeline>-<timestamp>/<task>/<output>`.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.steps import (
-    DECISION_FILE,
-    EVALUATION_FILE,
-    VALIDATION_SUMMARY,
-    environment_for_tasks,
-)
+from workflow.evaluate import DECISION_FILE, EVALUATION_FILE
+from workflow.validate import VALIDATION_SUMMARY
 
 # Task folder names kfp gives the components (their function names, dashed).
 FETCH, VALIDATE, TRAIN, EVALUATE, PACKAGE = (
@@ -100,26 +96,56 @@ def summarise(run_dir: str | Path, succeeded: bool, error: str | None = None) ->
     return summary
 
 
-def run_local(pipeline_root: str | Path, arguments: dict[str, Any]) -> RunSummary:
-    """Run the pipeline in subprocesses of this environment; never raises on a failed task."""
-    from kfp import local
+@dataclass(frozen=True)
+class LocalRun:
+    run_dir: Path
+    error: str | None  # the failed task's message; None when every task succeeded
 
-    from pipelines.training_pipeline import PIPELINE_NAME, training_pipeline
+
+def run_local(pipeline: Callable[..., Any], pipeline_root: str | Path,
+              arguments: dict[str, Any]) -> LocalRun:  # fmt: skip
+    """Run `pipeline` in subprocesses of this environment; a failed task does not raise."""
+    from kfp import local
 
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    os.environ.update(environment_for_tasks())  # tasks import pipelines, features, aitm
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     before = {p.name for p in root.iterdir()}
     error = None
     try:
-        training_pipeline(**arguments)
+        pipeline(**arguments)
     except RuntimeError as exc:  # kfp.local: a task failed, the pipeline stopped
         error = str(exc)
-    new = sorted(
-        (p for p in root.iterdir() if p.name not in before and p.name.startswith(PIPELINE_NAME)),
-        key=lambda p: p.stat().st_mtime,
-    )
+    new = sorted((p for p in root.iterdir() if p.name not in before and p.is_dir()),
+                 key=lambda p: p.stat().st_mtime)  # fmt: skip
     if not new:
         raise RuntimeError(f"the local run left no folder under {root}: {error}")
-    return summarise(new[-1], succeeded=error is None, error=error)
+    return LocalRun(new[-1], error)
+
+
+def run_training(pipeline_root: str | Path, arguments: dict[str, Any]) -> RunSummary:
+    """The training pipeline, run locally and summarised."""
+    from pipelines.training_pipeline import training_pipeline
+
+    run = run_local(training_pipeline, pipeline_root, arguments)
+    return summarise(run.run_dir, succeeded=run.error is None, error=run.error)
+
+
+def run_monitoring(pipeline_root: str | Path, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The monitoring pipeline, run locally: the job's summary plus what the run did."""
+    from pipelines.monitoring_pipeline import MONITOR, RETRAIN, monitoring_pipeline
+
+    run = run_local(monitoring_pipeline, pipeline_root, arguments)
+    summary_file = run.run_dir / MONITOR / "summary" / "summary.json"
+    if not summary_file.is_file():
+        raise RuntimeError(f"the monitoring task failed: {run.error}")
+    summary = json.loads(summary_file.read_text())
+    launched = run.run_dir / RETRAIN / "launched"
+    return {
+        "run_dir": str(run.run_dir),
+        "passed": summary["passed"],
+        "failed_tests": summary["failed_tests"],
+        "report": str(run.run_dir / MONITOR / "report"),
+        "retrain": json.loads(launched.read_text()) if launched.is_file() else None,
+        "error": run.error,
+    }

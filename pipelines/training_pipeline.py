@@ -6,7 +6,7 @@ Validation failing raises, so nothing downstream runs; packaging runs only under
 
 from kfp import dsl
 
-from components.steps import (
+from components.training import (
     evaluate_model,
     fetch_features,
     package_model,
@@ -73,6 +73,7 @@ def training_pipeline(
             bentofile=bentofile,
             feature_service=feature_service,
             git_revision=git_revision,
+            run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             **windows,
         )
         package.set_display_name("package and promote")

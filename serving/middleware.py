@@ -1,27 +1,19 @@
-"""Pure ASGI middlewares, run before BentoML parses a request: the request rate limit (429), the
-JSON-only body type (415), the body size limit (413), and the service's own OpenAPI document
-at /docs.json."""
+"""Pure ASGI middlewares, run before BentoML parses a request: the JSON-only body type (415), the
+body size limit (413), and the service's own OpenAPI document at /docs.json. The limit on
+requests in flight (429) is BentoML's own (`traffic.max_concurrency`, serving.settings)."""
 
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Callable
 from typing import Any
-
-from serving.settings import ServingSettings
 
 MODEL_ROUTES = ("/predict", "/rank")
 
 
-async def _send_json(send: Any, status: int, content: Any, headers: list | None = None) -> None:
+async def _send_json(send: Any, status: int, content: Any) -> None:
     body = json.dumps(content).encode()
-    head = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *(headers or []),
-    ]
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
 
@@ -46,9 +38,9 @@ class JSONOnly:
 
 
 class BodyLimit:
-    def __init__(self, app: Any, max_bytes: int | None = None) -> None:
+    def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
-        self.max_bytes = max_bytes or ServingSettings.from_env().max_body_bytes
+        self.max_bytes = max_bytes
 
     async def _refuse(self, send: Any, size: str) -> None:
         message = f"request body of {size} bytes exceeds the limit of {self.max_bytes}"
@@ -87,50 +79,6 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
-
-
-class RateLimit:
-    """A token bucket per server process over the model routes: `rate` requests a second on
-    average, `burst` at once; beyond, 429 with Retry-After. Health, metrics and docs are never
-    limited, so probes and scrapes keep working under a flood."""
-
-    def __init__(
-        self,
-        app: Any,
-        rate: float | None = None,
-        burst: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        settings = ServingSettings.from_env()
-        self.app = app
-        self.rate = settings.rate_limit_rps if rate is None else rate
-        self.burst = float(settings.rate_limit_burst if burst is None else burst)
-        self.clock = clock
-        self.tokens = self.burst
-        self.updated = clock()
-
-    def _take(self) -> float:
-        """0 if the request may pass (a token taken), else seconds until a token is free."""
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.rate > 0 and scope["type"] == "http" and scope["path"] in MODEL_ROUTES:
-            wait = self._take()
-            if wait > 0:
-                message = (
-                    f"rate limit of {self.rate:g} requests/s (burst {self.burst:g}) exceeded; "
-                    f"retry after {wait:.3f} s"
-                )
-                retry = str(max(1, math.ceil(wait))).encode()
-                await _send_json(send, 429, {"error": message}, [(b"retry-after", retry)])
-                return
-        await self.app(scope, receive, send)
 
 
 class OpenAPIDocument:

@@ -9,10 +9,8 @@ from typing import Any
 from aitm.dataset import DatasetSpec
 from serving.errors import NotFoundError, RequestError, StoreUnavailableError
 
-REDIS_FALLBACK_ENV = "REDIS_CONNECTION_STRING"  # the name the k8s manifests use
-# A request must fail fast when Redis is down: redis-py's default retries a refused connection 3
-# times with 1-10 s backoff (measured: requests took seconds each to get their 503). No retry,
-# short timeouts (a 50-candidate lookup takes a few ms); options already given are kept.
+# A request must fail fast when Redis is down, not wait out redis-py's default retries with
+# backoff for its 503: no retry, short timeouts; options already given are kept.
 REDIS_FAIL_FAST = {"retry": "null", "socket_connect_timeout": "0.5", "socket_timeout": "1"}
 
 
@@ -35,17 +33,16 @@ class OnlineStore:
         feature_service: str,
         spec: DatasetSpec,
         dtypes: Mapping[str, str],
+        redis_connection: str = "",
     ) -> None:
         """`dtypes`: each field's type in the served model ("int", "str" or "float"), for the
-        readiness probe's values."""
+        readiness probe's values. `redis_connection`: the redis variant's store, handed to Feast
+        through the environment variable its yaml file expands."""
         from features.online import OnlineFeatureReader
         from features.store import REDIS_ENV, open_store
 
-        fallback = os.environ.get(REDIS_FALLBACK_ENV)
-        if variant == "redis" and not os.environ.get(REDIS_ENV) and fallback:
-            os.environ[REDIS_ENV] = fallback
-        if variant == "redis" and os.environ.get(REDIS_ENV):
-            os.environ[REDIS_ENV] = fail_fast(os.environ[REDIS_ENV])
+        if variant == "redis" and redis_connection:
+            os.environ[REDIS_ENV] = fail_fast(redis_connection)
         self.spec = spec
         self.dtypes = dict(dtypes)
         self.reader = OnlineFeatureReader(open_store(repo, variant), feature_service, spec)  # type: ignore[arg-type]

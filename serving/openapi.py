@@ -25,7 +25,7 @@ ERROR_STATUSES = {
     "422": "A well-formed request the model cannot take: unknown or missing field, a value of "
     "the wrong type or too long, an unknown objective",
     "415": "A body that is not `application/json`",
-    "429": "Over the request rate limit: retry after the Retry-After header's seconds",
+    "429": "Over the service's limit of requests in flight: retry later",
     "500": "An internal error (a bug: please report it)",
     "503": "The online store or the model cannot answer now: retry later",
 }

@@ -28,16 +28,17 @@ from pydantic.warnings import PydanticDeprecatedSince211
 from starlette.responses import JSONResponse
 
 from aitm.dataset import DEFAULT_SPEC, load_spec
+from registry import store as registry
 from serving import metrics, model_source, openapi, scoring
 from serving.batching import MicroBatcher, OverloadedError
-from serving.compiled import traced_forward
 from serving.errors import (
     ModelUnavailableError,
     RequestError,
     StoreUnavailableError,
     UnavailableError,
 )
-from serving.middleware import BodyLimit, JSONOnly, OpenAPIDocument, RateLimit
+from serving.forward import model_forward
+from serving.middleware import BodyLimit, JSONOnly, OpenAPIDocument
 from serving.online import OnlineStore
 from serving.prediction_log import PredictionLog, RequestRecords
 from serving.requests import check_candidates, check_rows, rank_models
@@ -47,42 +48,41 @@ from serving.spec import check_expected, expected_spec, served_spec
 logger = logging.getLogger(__name__)
 
 # BentoML 1.4.40 reads `model_fields` from each request's input model instance, which pydantic
-# 2.11+ deprecates with a warning per request (measured: hundreds of log lines a second under
-# load). The call is BentoML's, not ours; silence exactly that warning.
+# 2.11+ deprecates with a warning per request. The call is BentoML's, not ours; silence exactly
+# that warning.
 warnings.filterwarnings(
     "ignore", category=PydanticDeprecatedSince211, module=r"_bentoml_impl\.server\.app"
 )
 
-# Batching, from a measurement on the shared 2-core machine with one torch thread: an eager
-# forward of 1 row takes ~1.5 ms, 100 rows ~2.4 ms, 1,000 rows ~16 ms, 4,096 rows ~66 ms (the
-# traced model served by default takes a third to a half of that on small batches). A model call
-# takes the requests that queued while the previous one ran, up to 2,048 rows (~30 ms); rows
-# beyond 4 such batches (~120 ms of waiting) are refused with 503 rather than queued.
-# A request holds at most max_rows / max_candidates rows (<= the batch size).
+# A model call takes the requests that queued while the previous one ran, up to a batch size
+# whose forward stays in the tens of milliseconds; rows beyond 4 such batches are refused with
+# 503 rather than left to wait. A request holds at most max_rows / max_candidates rows (<= the
+# batch size). Batches up to INLINE_ROWS run on the event loop: their forward costs about what
+# a hop to a worker thread and back does.
 MAX_BATCH_SIZE = 2048
 MAX_WAITING_ROWS = 4 * MAX_BATCH_SIZE
 INLINE_ROWS = 256
-_SETTINGS = ServingSettings.from_env()
+_SETTINGS = ServingSettings()
 # Resolved and checksum-verified when the module is imported, on purpose: `bentoml serve` then
 # exits at once with the ArtifactError (a failing worker would only be respawned), and
 # `bentoml build` ships this model inside the bento. Loading the weights waits for __init__.
 _EXPECTED = expected_spec(_SETTINGS.dataset)  # AITM_DATASET: the spec this deployment serves
-_MODEL_TAG = model_source.verified_tag(
+_MODEL_TAG = registry.serving_tag(
     _SETTINGS.model_tag, (_EXPECTED or load_spec(DEFAULT_SPEC)).model_name
 )
 # The dataset spec the model was trained on names the /rank request's keys and fields, so the
 # request models are built here, before the service class that uses them (SpecError at once,
 # like a broken artifact, for a spec that is not the deployment's).
-_SCHEMA = model_source.stored_schema(_MODEL_TAG)
+_SCHEMA = registry.stored_schema(_MODEL_TAG)
 _SPEC = served_spec(_SCHEMA, _MODEL_TAG)
 check_expected(_SPEC, _MODEL_TAG, _EXPECTED)
 _RANK = rank_models(_SPEC, _SCHEMA, base=bentoml.IODescriptor)
 
 
 class FastJSONResponse(JSONResponse):
-    """Starlette's JSONResponse rendered by ujson: a 50-candidate answer in ~0.3 ms, not ~1.1
-    (measured). Floats keep their shortest round-trip form; NaN and inf are refused like
-    Starlette's `allow_nan=False`."""
+    """Starlette's JSONResponse rendered by ujson, several times faster than the standard json on
+    an answer full of floats. Floats keep their shortest round-trip form; NaN and inf are refused
+    like Starlette's `allow_nan=False`."""
 
     def render(self, content: Any) -> bytes:
         return ujson.dumps(
@@ -101,7 +101,7 @@ def _error(exc: Exception, status: int, request_id: str) -> JSONResponse:
 @bentoml.service(
     name="aitm",
     workers=_SETTINGS.workers,
-    traffic={"timeout": 30},
+    traffic=_SETTINGS.traffic(),
     logging={"access": {"enabled": _SETTINGS.access_log}},
     tracing={"excluded_urls": [] if _SETTINGS.tracing else ["/predict", "/rank"]},
 )
@@ -109,12 +109,12 @@ class AITMService:
     model_ref = bentoml.models.BentoModel(_MODEL_TAG)
 
     def __init__(self) -> None:
-        self.settings = ServingSettings.from_env()
+        self.settings = _SETTINGS
         biggest = max(self.settings.max_rows, self.settings.max_candidates)
         if biggest > MAX_BATCH_SIZE:
             raise ValueError(f"max_rows/max_candidates {biggest} exceed the batch size")
-        # One intra-op thread: a small forward gains nothing from more, and the event loop
-        # keeps the other core (measured: 1 row 17 ms with 2 threads on a busy machine, 2 ms).
+        # One intra-op thread: a small forward gains nothing from more, and the event loop keeps
+        # the other core (on a busy machine, extra threads wait for a core and slow the forward).
         torch.set_num_threads(self.settings.torch_threads)
         stored = self.model_ref
         loaded = model_source.load(str(stored.tag), stored.path)
@@ -123,19 +123,21 @@ class AITMService:
         self.schema = self.predictor.schema
         self.tasks = list(self.schema.tasks)
         self.encode = scoring.Encoder(self.schema)
-        forward = self.predictor.predict_encoded
-        if self.settings.torchscript:
-            forward = traced_forward(self.predictor, MAX_BATCH_SIZE)
         self.batcher = MicroBatcher(
-            forward,
+            model_forward(self.predictor),
             max_rows=MAX_BATCH_SIZE,
             max_waiting_rows=MAX_WAITING_ROWS,
-            inline_rows=INLINE_ROWS if self.settings.torchscript else 0,
+            inline_rows=INLINE_ROWS,
         )
         service = self.schema.extra.get("feature_service", _SPEC.feature_service)
         dtypes = {f.name: f.dtype for f in self.schema.fields}
         self.store = OnlineStore(
-            self.settings.feast_repo, self.settings.feast_online, service, _SPEC, dtypes
+            self.settings.feast_repo,
+            self.settings.feast_online,
+            service,
+            _SPEC,
+            dtypes,
+            redis_connection=self.settings.redis_connection,
         )
         for reason in ("queue_full", "write_error"):  # shown at 0 before the first failure
             metrics.prediction_log_failures.labels(reason=reason)
@@ -153,8 +155,8 @@ class AITMService:
                 ).inc(n),
             )
         # Everything loaded so far (torch, Feast, BentoML, the model) lives as long as the
-        # process. Frozen, the collector skips it; a full collection walked it all, a pause of
-        # every request in flight (167 ms measured in a process holding the same imports).
+        # process. Frozen, the collector skips it; a full collection would walk it all, a pause
+        # of every request in flight.
         gc.collect()
         gc.freeze()
 
@@ -297,8 +299,8 @@ def _openapi_document() -> dict[str, Any]:
     return openapi.document(generated, _SCHEMA, _SETTINGS, _SPEC)
 
 
-# Outermost first: the rate limit (before any body is read), the body type and size, the document.
-AITMService.add_asgi_middleware(RateLimit)
+# Outermost first (inside BentoML's own, max_concurrency's 429 among them): the body type and
+# size, before any body is read, then the document.
 AITMService.add_asgi_middleware(JSONOnly)
-AITMService.add_asgi_middleware(BodyLimit)
+AITMService.add_asgi_middleware(BodyLimit, max_bytes=_SETTINGS.max_body_bytes)
 AITMService.add_asgi_middleware(OpenAPIDocument, build=_openapi_document)

@@ -72,7 +72,7 @@ from aitm.config import Config, TrainConfig
 from aitm.data import read_table
 from aitm.simulator import SimulationConfig, simulate
 from aitm.training import train
-from pipelines.registry import promote, register
+from registry.store import promote, register
 out = Path({str(root)!r})
 simulate(SimulationConfig(rows=30_000, days=6, val_days=1, test_days=1, n_users=2_000,
                           n_ads=200, chunk_rows=10_000), out / "sim")

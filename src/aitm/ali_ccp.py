@@ -34,7 +34,7 @@ Reproducing the published comparison (AITM about 0.62 click AUC and 0.65 purchas
 full data) with the files downloaded and unpacked into RAW:
 
     python -m aitm.ali_ccp --raw RAW --out data/ali-ccp-aitm
-    python benchmarks/compare.py --data data/ali-ccp-aitm --config benchmarks/ali_ccp.yaml \\
+    python -m benchmarks.compare --data data/ali-ccp-aitm --config benchmarks/ali_ccp.yaml \\
         --seeds 3 --out artifacts/compare-ali-ccp
 
 `benchmarks/ali_ccp.yaml` names the 18 fields and the two tasks with `min_count: 1` (rare values

@@ -1,7 +1,7 @@
 """Multi-task baselines that AITM is compared with, on the same embedding, loss and training loop.
 
 Every model maps (B, F) field indices (float, with numeric fields at the positions `numeric`
-names, see `aitm.model.FieldEmbedding`) to (B, T) END-TO-END logits, so `aitm.losses`,
+names, see `aitm.layers.FieldEmbedding`) to (B, T) END-TO-END logits, so `aitm.losses`,
 `aitm.training` and `aitm.evaluation` treat them exactly as they treat AITM. Read bottom-up:
 
 - `mlp`: a tower per task over the shared embedding, nothing else shared.
@@ -29,16 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aitm.config import ModelConfig
-from aitm.model import BatchedTowers, FieldEmbedding, TaskHeads, relu_dropout
-
-
-def run_towers(towers: BatchedTowers, h: torch.Tensor) -> torch.Tensor:
-    """Run T towers on T different inputs: (T, B, in) -> (T, B, dims[-1])."""
-    if h.dim() != 3 or h.shape[0] != towers.num_towers:
-        raise ValueError(f"expected input (T={towers.num_towers}, B, in), got {tuple(h.shape)}")
-    for w, b, p in zip(towers.weights, towers.biases, towers.dropout):
-        h = relu_dropout(torch.baddbmm(b, h, w), p, towers.training, towers.masks)
-    return h
+from aitm.layers import BatchedTowers, FieldEmbedding, TaskHeads
 
 
 def log1mexp(a: torch.Tensor) -> torch.Tensor:
@@ -170,7 +161,7 @@ class MixtureOfExperts(nn.Module):
         gates = self.gates(e)  # (G, B, E)
         mixed = torch.einsum("gbe,ebd->gbd", gates, experts)
         if self.multi_gate:
-            return self.heads(run_towers(self.towers, mixed))
+            return self.heads(self.towers(mixed))
         return self.heads(self.towers(mixed[0]))
 
 
@@ -219,7 +210,7 @@ class ExtractionLayer(nn.Module):
             task_in: torch.Tensor = h
             shared_in = h
         else:
-            experts = run_towers(self.experts, h.index_select(0, self.expert_branch))
+            experts = self.experts(h.index_select(0, self.expert_branch))
             task_in, shared_in = h[: self.num_tasks], h[self.num_tasks]
         selected = experts[self.task_selection]  # (T, k, B, d_e)
         out = torch.einsum("tbk,tkbd->tbd", self.task_gates(task_in), selected)
@@ -267,26 +258,4 @@ class PLE(nn.Module):
         h = self.embedding(x)
         for i, layer in enumerate(self.layers):
             h = layer(h, same_input=i == 0)
-        return self.heads(run_towers(self.towers, h))
-
-
-def build_baseline(
-    cardinalities: list[int], num_tasks: int, config: ModelConfig, numeric: Sequence[int] = ()
-) -> nn.Module:
-    """The baseline `config.kind` names; (B, F) field indices -> (B, T) end-to-end logits.
-    `numeric`: positions of the numeric fields (see `aitm.model.FieldEmbedding`)."""
-    if config.kind == "mlp":
-        return MultiTowerMLP(cardinalities, num_tasks, config, numeric)
-    if config.kind == "esmm":
-        return ESMM(cardinalities, num_tasks, config, numeric)
-    if config.kind in ("omoe", "mmoe"):
-        multi_gate = config.kind == "mmoe"
-        return MixtureOfExperts(
-            cardinalities, num_tasks, config, multi_gate=multi_gate, numeric=numeric
-        )
-    if config.kind == "ple":
-        return PLE(cardinalities, num_tasks, config, numeric)
-    raise ValueError(
-        f"unknown baseline kind {config.kind!r}; expected one of mlp, esmm, omoe, mmoe, ple "
-        "(aitm is built by aitm.model.build_model)"
-    )
+        return self.heads(self.towers(h))

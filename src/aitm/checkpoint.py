@@ -1,8 +1,8 @@
 """Self-describing model artifacts: weights + config + feature schema + metrics in one folder.
 
-`Predictor.load(path)` needs nothing else. Weights load with `weights_only=True`, so an
-artifact cannot run code. Artifacts are written to a temporary sibling folder and renamed into
-place, so a reader never sees a half-written one.
+`aitm.inference.Predictor.load(path)` needs nothing else. Weights load with
+`weights_only=True`, so an artifact cannot run code. Artifacts are written to a temporary
+sibling folder and renamed into place, so a reader never sees a half-written one.
 """
 
 from __future__ import annotations
@@ -12,19 +12,13 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import torch
-from torch import nn
 
-from aitm.config import Config
-from aitm.model import build_model
-from aitm.schema import FeatureSchema
-from aitm.training import TrainResult, predict_proba
+if TYPE_CHECKING:
+    from aitm.training import TrainResult
 
 WEIGHTS = "weights.pt"
 CONFIG = "config.yaml"
@@ -92,46 +86,3 @@ def verify_artifact(path: str | Path) -> None:
             raise ArtifactError(f"{path}: {name} is listed in the manifest but missing")
         if _sha256(file) != digest:
             raise ArtifactError(f"{path}/{name}: checksum mismatch, the file is corrupted")
-
-
-@dataclass
-class Predictor:
-    """A loaded model: raw feature rows in, end-to-end probabilities per task out."""
-
-    model: nn.Module
-    schema: FeatureSchema
-    config: Config
-    path: Path | None = None
-
-    @classmethod
-    def load(cls, path: str | Path) -> Predictor:
-        path = Path(path)
-        verify_artifact(path)
-        try:
-            config = Config.from_yaml(path / CONFIG)
-            schema = FeatureSchema.from_json((path / SCHEMA).read_text())
-            model = build_model(schema, config.model)
-            state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
-            model.load_state_dict(state, strict=True)
-        except (ValueError, KeyError, RuntimeError, OSError) as exc:
-            raise ArtifactError(f"{path}: cannot load the model ({exc})") from exc
-        model.eval()
-        return cls(model=model, schema=schema, config=config, path=path)
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        return self.schema.tasks
-
-    def predict_encoded(self, x: np.ndarray) -> np.ndarray:
-        """(N, F) encoded fields (int64, or float64 with numeric fields) -> (N, T) probabilities."""
-        return predict_proba(self.model, x, self.config.train.eval_batch_size)
-
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Raw field values -> one probability column per task, in funnel order."""
-        probs = self.predict_encoded(self.schema.encode(frame))
-        return pd.DataFrame(probs, columns=list(self.tasks), index=frame.index)
-
-    def metrics(self) -> dict[str, Any]:
-        if self.path is None or not (self.path / METRICS).is_file():
-            return {}
-        return json.loads((self.path / METRICS).read_text())

@@ -6,19 +6,23 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
-app = typer.Typer(
-    help="AITM: end-to-end conversion probabilities for every step of a funnel.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+
+def command_app(help: str) -> typer.Typer:
+    """A Typer app the way every project CLI sets it up: plain errors, no shell completion."""
+    return typer.Typer(
+        help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+    )
 
 
-def _fail(message: str) -> None:
+app = command_app("AITM: end-to-end conversion probabilities for every step of a funnel.")
+
+
+def fail(message: str) -> NoReturn:
+    """Exit 2 with the message: the code every project CLI uses for bad input."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
 
@@ -58,7 +62,7 @@ def simulate(
     try:
         config = SimulationConfig(rows=rows, seed=seed, days=days, drift=drift)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     summary = run_simulation(config, out)
     typer.echo(
         json.dumps({k: summary[k] for k in ("rows", "positive_rate", "oracle_auc")}, indent=2)
@@ -95,7 +99,7 @@ def train(
             cfg = cfg.with_dataset(spec)
             data = data or spec.table_path()
         if data is None:
-            _fail("give --data (a table or a simulated folder) or --dataset (a spec)")
+            fail("give --data (a table or a simulated folder) or --dataset (a spec)")
         splits = split_paths(data)
         if "train" in splits and "val" in splits:
             train_frame = load_split(splits["train"], cfg.data)
@@ -105,23 +109,16 @@ def train(
             train_frame, val_frame = time_split(frame, cfg.data.timestamp, seed=cfg.train.seed)
         result = run_training(cfg, train_frame, val_frame, dataset=spec)
     except (DataError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    save_artifact(result, out)
-    typer.echo(
-        json.dumps(
-            {
-                "model": str(out),
-                "best_epoch": result.best_epoch,
-                "train_rows": len(train_frame),
-                "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-                "samples_per_second": round(result.samples_per_second),
-                "val_auc": result.validation.auc,
-            },
-            indent=2,
-        )
-    )
+    rows = {"train_rows": len(train_frame), "val_rows": len(val_frame),
+            "world_size": int(os.environ.get("WORLD_SIZE", "1"))}  # fmt: skip
+    save_artifact(result, out, metrics={"data": rows})  # the pipeline reads it back from here
+    summary = {"model": str(out), "best_epoch": result.best_epoch, **rows,
+               "samples_per_second": round(result.samples_per_second),
+               "val_auc": result.validation.auc}  # fmt: skip
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()
@@ -130,9 +127,10 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Simulated folder (uses test/) or a table file.")],
 ) -> None:
     """Print one JSON object: auc, oracle_auc (if known), logloss, calibration, violation_rate."""
-    from aitm.checkpoint import ArtifactError, Predictor
+    from aitm.checkpoint import ArtifactError
     from aitm.data import DataError, encode, load_split, split_paths
     from aitm.evaluation import evaluate as run_evaluation
+    from aitm.inference import Predictor
 
     try:
         predictor = Predictor.load(model)
@@ -140,7 +138,7 @@ def evaluate(
         frame = load_split(path, predictor.config.data)
         encoded = encode(frame, predictor.schema)
     except (ArtifactError, DataError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     probs = predictor.predict_encoded(encoded.x)
     result = run_evaluation(predictor.tasks, encoded.y, probs, encoded.true_p)
     out = result.to_dict()

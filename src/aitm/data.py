@@ -11,7 +11,8 @@ import pyarrow.dataset as ds
 
 from aitm.config import DataConfig
 from aitm.schema import FeatureSchema, numeric_values
-from aitm.simulator import TRUE_PREFIX
+
+TRUE_PREFIX = "true_p_"  # column holding the true end-to-end probability of a task, if known
 
 
 class DataError(ValueError):

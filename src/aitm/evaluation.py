@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -91,3 +92,8 @@ def evaluate(
         violation_rate=float(violation_mask(probs).mean()) if len(probs) else 0.0,
         oracle_auc=oracle,
     )
+
+
+def finite(values: dict[str, float | None]) -> dict[str, float]:
+    """The finite entries as floats: a kfp Metrics artifact takes no NaN and no None."""
+    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from aitm.config import Config
+    from aitm.dataset import DatasetSpec
 
 FieldType = Literal["int", "str", "float"]
 UNKNOWN_INDEX = 0
@@ -253,6 +257,40 @@ def build_schema(
         vocabulary = tuple(int(v) for v in vocabulary) if dtype == "int" else tuple(vocabulary)
         specs.append(FieldSpec(name, dtype, vocabulary, embedding_dim))
     return FeatureSchema(fields=tuple(specs), tasks=tuple(tasks), min_count=min_count)
+
+
+def fit_schema(frame: pd.DataFrame, config: Config) -> FeatureSchema:
+    """The schema of a config's data section, its vocabularies and statistics from the frame."""
+    return build_schema(
+        frame,
+        list(config.data.fields),
+        list(config.data.tasks),
+        min_count=config.data.min_count,
+        embedding_dim=config.model.embedding_dim,
+        numeric=list(config.data.numeric),
+    )
+
+
+def with_dataset(schema: FeatureSchema, spec: DatasetSpec) -> FeatureSchema:
+    """The schema carrying the dataset spec (`extra["dataset"]`, every field's type filled in)
+    and its feature service (`extra["feature_service"]`); read back by `aitm.dataset.spec_of`.
+
+    ValueError if the spec's fields, tasks or numeric fields differ from the schema's.
+    """
+    numeric = [f.name for f in schema.fields if f.is_numeric]
+    for what, ours, theirs in (
+        ("fields", schema.field_names, list(spec.fields)),
+        ("tasks", list(schema.tasks), list(spec.tasks)),
+        ("numeric fields", numeric, [c for c in spec.fields if c in spec.numeric]),
+    ):
+        if ours != theirs:
+            raise ValueError(
+                f"dataset {spec.name!r}: its {what} {theirs} differ from the schema's {ours}"
+            )
+    types = {f.name: f.dtype for f in schema.fields if not f.is_numeric}
+    content = spec.with_types(types).model_dump(mode="json", exclude={"base_dir"})
+    extra = {**schema.extra, "dataset": content, "feature_service": spec.feature_service}
+    return replace(schema, extra=extra)
 
 
 def _numeric_spec(name: str, column: pd.Series, embedding_dim: int) -> FieldSpec:

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from aitm.data import TRUE_PREFIX
 from aitm.evaluation import exact_auc
 
 # The simulator's own names; datasets/simulated.yaml declares the same for every other layer.
@@ -35,7 +36,6 @@ SIMULATED_FIELDS: tuple[str, ...] = (
     "position", "hour", "channel",
 )  # fmt: skip
 SIMULATED_TASKS: tuple[str, ...] = ("click", "application", "approval", "activation")
-TRUE_PREFIX = "true_p_"  # column holding the true end-to-end probability of a task
 SPLITS = ("train", "val", "test")
 
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")

@@ -8,7 +8,6 @@ watches the sum of validation AUCs over every task and always restores the best 
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import math
 import os
 import sys
@@ -23,12 +22,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from aitm.catalog import build_model
 from aitm.config import Config, TrainConfig
 from aitm.data import EncodedData, encode
 from aitm.evaluation import Evaluation, evaluate
+from aitm.inference import predict_proba
 from aitm.losses import aitm_loss
-from aitm.model import build_model
-from aitm.schema import FeatureSchema, build_schema
+from aitm.schema import FeatureSchema, fit_schema, with_dataset
 
 if TYPE_CHECKING:
     from aitm.dataset import DatasetSpec
@@ -96,39 +96,6 @@ def _tune_cpu_runtime() -> None:
         libc.mallopt(m_trim_threshold, 1 << 31)
 
 
-def fit_schema(frame: pd.DataFrame, config: Config) -> FeatureSchema:
-    return build_schema(
-        frame,
-        list(config.data.fields),
-        list(config.data.tasks),
-        min_count=config.data.min_count,
-        embedding_dim=config.model.embedding_dim,
-        numeric=list(config.data.numeric),
-    )
-
-
-def with_dataset(schema: FeatureSchema, spec: DatasetSpec) -> FeatureSchema:
-    """The schema carrying the dataset spec (`extra["dataset"]`, every field's type filled in)
-    and its feature service (`extra["feature_service"]`); read back by `aitm.dataset.spec_of`.
-
-    ValueError if the spec's fields, tasks or numeric fields differ from the schema's.
-    """
-    numeric = [f.name for f in schema.fields if f.is_numeric]
-    for what, ours, theirs in (
-        ("fields", schema.field_names, list(spec.fields)),
-        ("tasks", list(schema.tasks), list(spec.tasks)),
-        ("numeric fields", numeric, [c for c in spec.fields if c in spec.numeric]),
-    ):
-        if ours != theirs:
-            raise ValueError(
-                f"dataset {spec.name!r}: its {what} {theirs} differ from the schema's {ours}"
-            )
-    types = {f.name: f.dtype for f in schema.fields if not f.is_numeric}
-    content = spec.with_types(types).model_dump(mode="json", exclude={"base_dir"})
-    extra = {**schema.extra, "dataset": content, "feature_service": spec.feature_service}
-    return dataclasses.replace(schema, extra=extra)
-
-
 def selection_score(
     auc: dict[str, float], violation_rate: float, max_violation_rate: float
 ) -> tuple[bool, float]:
@@ -141,20 +108,6 @@ def effective_batch_size(tc: TrainConfig, rows: int) -> int:
     if tc.min_steps_per_epoch == 0:
         return tc.batch_size
     return min(tc.batch_size, max(16, math.ceil(rows / tc.min_steps_per_epoch)))
-
-
-@torch.no_grad()
-def predict_proba(
-    model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 50_000
-) -> np.ndarray:
-    """(N, F) encoded fields (int64, or float64 with numeric fields) -> (N, T) end-to-end
-    probabilities."""
-    was_training = model.training
-    model.eval()
-    x = torch.as_tensor(x)
-    out = [torch.sigmoid(model(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
-    model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
 def train(
@@ -179,6 +132,35 @@ def train_encoded(
         raise ValueError("training and validation data need labels")
     if len(train_data) == 0 or len(val_data) == 0:
         raise ValueError(f"empty data: {len(train_data)} training, {len(val_data)} validation rows")
+    run = _set_up(config, schema, train_data)
+    selection = _Selection(config.train)
+    history: list[EpochStats] = []
+    for epoch in range(1, config.train.max_epochs + 1):
+        train_loss, rows, seconds = _train_epoch(run, epoch)
+        stats, val_eval = _validate(run, schema, val_data, epoch, train_loss, rows, seconds)
+        history.append(stats)
+        if selection.observe(epoch, val_eval, run.model):
+            break
+    return selection.result(run.model, schema, config, history)
+
+
+@dataclass
+class _Run:
+    """What every epoch of one training run works with."""
+
+    config: Config
+    ctx: _Distributed
+    model: nn.Module
+    net: nn.Module  # the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    x: torch.Tensor
+    y: torch.Tensor
+    local_batch: int  # rows per step on this rank
+    generator: torch.Generator  # the epochs' row orders
+
+
+def _set_up(config: Config, schema: FeatureSchema, train_data: EncodedData) -> _Run:
+    """The model (under `seed`), its optimizer and the training tensors."""
     _tune_cpu_runtime()
     ctx = _distributed_from_env()
     tc = config.train
@@ -203,74 +185,106 @@ def train_encoded(
     y = torch.from_numpy(train_data.y)
     local_batch = max(1, effective_batch_size(tc, len(x)) // ctx.world_size)
     generator = torch.Generator().manual_seed(tc.seed)
+    return _Run(config, ctx, model, net, optimizer, x, y, local_batch, generator)
 
-    history: list[EpochStats] = []
-    best_score: tuple[bool, float] | None = None
-    best_epoch, best_state, best_eval = 0, None, None
-    best_auc_sum, epochs_without_gain = -np.inf, 0
-    for epoch in range(1, tc.max_epochs + 1):
-        order = torch.randperm(len(x), generator=generator)
-        order = order[ctx.rank :: ctx.world_size]
-        steps = (len(order) + local_batch - 1) // local_batch
-        net.train()
-        bar = tqdm(
-            total=len(order) * ctx.world_size,
-            desc=f"epoch {epoch}",
-            unit="rows",
-            unit_scale=True,
-            disable=not (tc.progress and ctx.is_main),
-            mininterval=0.5,
+
+def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, float]:
+    """One pass over this rank's share of the rows -> (mean loss, rows of all ranks, seconds)."""
+    tc, ctx, net, optimizer = run.config.train, run.ctx, run.net, run.optimizer
+    x, y, local_batch = run.x, run.y, run.local_batch
+    order = torch.randperm(len(x), generator=run.generator)
+    order = order[ctx.rank :: ctx.world_size]
+    steps = (len(order) + local_batch - 1) // local_batch
+    net.train()
+    bar = tqdm(
+        total=len(order) * ctx.world_size,
+        desc=f"epoch {epoch}",
+        unit="rows",
+        unit_scale=True,
+        disable=not (tc.progress and ctx.is_main),
+        mininterval=0.5,
+        file=sys.stderr,
+    )
+    loss_sum = torch.zeros(())
+    start = time.perf_counter()
+    for step in range(steps):
+        idx = order[step * local_batch : (step + 1) * local_batch]
+        labels = y.index_select(0, idx)
+        parts = aitm_loss(net(x.index_select(0, idx)), labels, run.config.loss.calibrator_weight)
+        optimizer.zero_grad(set_to_none=True)
+        parts.total.backward()
+        optimizer.step()
+        loss_sum += parts.total.detach()
+        bar.update(len(idx) * ctx.world_size)
+        if step % 50 == 0:
+            rate = bar.n / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{parts.total.item():.4f}", rows_per_s=f"{rate:,.0f}")
+    seconds = time.perf_counter() - start
+    bar.close()
+    return float(loss_sum) / max(steps, 1), len(order) * ctx.world_size, seconds
+
+
+def _validate(
+    run: _Run,
+    schema: FeatureSchema,
+    val_data: EncodedData,
+    epoch: int,
+    train_loss: float,
+    rows: int,
+    seconds: float,
+) -> tuple[EpochStats, Evaluation]:
+    """The epoch's statistics and its evaluation on the validation data (printed if progress)."""
+    tc = run.config.train
+    probs = predict_proba(run.model, val_data.x, tc.eval_batch_size)
+    val_eval = evaluate(schema.tasks, val_data.y, probs, val_data.true_p)
+    stats = EpochStats(
+        epoch=epoch,
+        train_loss=train_loss,
+        val_auc=val_eval.auc,
+        val_violation_rate=val_eval.violation_rate,
+        seconds=seconds,
+        samples_per_second=rows / seconds,
+    )
+    if run.ctx.is_main and tc.progress:
+        aucs = " ".join(f"{t}={a:.4f}" for t, a in val_eval.auc.items())
+        print(
+            f"epoch {epoch}: loss {stats.train_loss:.4f}, {stats.samples_per_second:,.0f} "
+            f"rows/s, val AUC {aucs}, violations {val_eval.violation_rate:.2%}",
             file=sys.stderr,
         )
-        loss_sum = torch.zeros(())
-        start = time.perf_counter()
-        for step in range(steps):
-            idx = order[step * local_batch : (step + 1) * local_batch]
-            labels = y.index_select(0, idx)
-            parts = aitm_loss(net(x.index_select(0, idx)), labels, config.loss.calibrator_weight)
-            optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
-            optimizer.step()
-            loss_sum += parts.total.detach()
-            bar.update(len(idx) * ctx.world_size)
-            if step % 50 == 0:
-                rate = bar.n / max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix(loss=f"{parts.total.item():.4f}", rows_per_s=f"{rate:,.0f}")
-        seconds = time.perf_counter() - start
-        bar.close()
+    return stats, val_eval
 
-        probs = predict_proba(model, val_data.x, tc.eval_batch_size)
-        val_eval = evaluate(schema.tasks, val_data.y, probs, val_data.true_p)
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=float(loss_sum) / max(steps, 1),
-            val_auc=val_eval.auc,
-            val_violation_rate=val_eval.violation_rate,
-            seconds=seconds,
-            samples_per_second=len(order) * ctx.world_size / seconds,
-        )
-        history.append(stats)
-        if ctx.is_main and tc.progress:
-            aucs = " ".join(f"{t}={a:.4f}" for t, a in val_eval.auc.items())
-            print(
-                f"epoch {epoch}: loss {stats.train_loss:.4f}, {stats.samples_per_second:,.0f} "
-                f"rows/s, val AUC {aucs}, violations {val_eval.violation_rate:.2%}",
-                file=sys.stderr,
-            )
+
+class _Selection:
+    """The kept epoch (best `selection_score`) and early stopping on the validation AUC sum."""
+
+    def __init__(self, tc: TrainConfig) -> None:
+        self.tc = tc
+        self.best_score: tuple[bool, float] | None = None
+        self.best_epoch, self.best_state, self.best_eval = 0, None, None
+        self.best_auc_sum, self.epochs_without_gain = -np.inf, 0
+
+    def observe(self, epoch: int, val_eval: Evaluation, model: nn.Module) -> bool:
+        """Keep the epoch's weights if it ranks best so far; True when training should stop."""
+        tc = self.tc
         score = selection_score(val_eval.auc, val_eval.violation_rate, tc.max_violation_rate)
-        if best_score is None or score > best_score:
-            best_score, best_epoch, best_eval = score, epoch, val_eval
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_epoch, self.best_eval = score, epoch, val_eval
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         # Stopping follows the AUC sum alone: an epoch over the violation bound is not kept,
         # but it still shows whether the model is improving.
-        if score[1] > best_auc_sum:
-            best_auc_sum, epochs_without_gain = score[1], 0
-        else:
-            epochs_without_gain += 1
-            if epochs_without_gain > tc.patience:
-                break
+        if score[1] > self.best_auc_sum:
+            self.best_auc_sum, self.epochs_without_gain = score[1], 0
+            return False
+        self.epochs_without_gain += 1
+        return self.epochs_without_gain > tc.patience
 
-    assert best_state is not None and best_eval is not None
-    model.load_state_dict(best_state)
-    model.eval()
-    return TrainResult(model, schema, config, best_epoch, best_eval, history)
+    def result(
+        self, model: nn.Module, schema: FeatureSchema, config: Config, history: list[EpochStats]
+    ) -> TrainResult:
+        """The model restored to the kept epoch's weights, in eval mode."""
+        if self.best_state is None or self.best_eval is None:
+            raise RuntimeError("no epoch was observed")  # max_epochs >= 1: cannot happen
+        model.load_state_dict(self.best_state)
+        model.eval()
+        return TrainResult(model, schema, config, self.best_epoch, self.best_eval, history)

@@ -170,7 +170,7 @@ def test_clean_data_raises_no_alarm(clean, reference):
 
 def test_the_pipeline_stops_before_training_and_names_the_check(clean, tmp_path):
     """The validate step raises, naming the check, and its summary records which window failed."""
-    from pipelines.steps import VALIDATION_SUMMARY, ValidationFailedError, validate_windows
+    from workflow.validate import VALIDATION_SUMMARY, ValidationFailedError, validate_windows
 
     train, held_out = tmp_path / "train.parquet", tmp_path / "eval.parquet"
     clean.to_parquet(train)

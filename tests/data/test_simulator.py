@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aitm.data import read_table
+from aitm.data import TRUE_PREFIX, read_table
 from aitm.simulator import (
     SIMULATED_FIELDS,
     SIMULATED_TASKS,
-    TRUE_PREFIX,
     DriftConfig,
     FunnelWorld,
     SimulationConfig,

@@ -34,8 +34,8 @@ from aitm.config import Config, TrainConfig
 from aitm.data import read_table
 from aitm.simulator import SimulationConfig, simulate
 from aitm.training import train
-from monitoring.reference import build_reference, store_reference
-from pipelines.registry import promote, register
+from monitoring.reference import build_reference
+from registry.store import promote, register
 out = Path({root!r})
 simulate(SimulationConfig(**{world!r}), out / "sim")
 parts = {{s: read_table(out / "sim" / s) for s in ("train", "val", "test")}}
@@ -51,7 +51,7 @@ tag, path = register(out / "artifact", home, labels={{}}, metadata={{}})
 info = json.loads((reference / "reference.json").read_text())
 info["model_tag"] = tag
 (reference / "reference.json").write_text(json.dumps(info))
-promote(home, tag, path, {{"reference": store_reference(reference, home, tag.split(":")[1])}})
+promote(home, tag, path, {{}}, reference=reference)
 # A broken copy: the last step's head bias raised, so its probability often tops the previous.
 broken = out / "broken"
 broken.mkdir()

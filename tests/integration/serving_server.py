@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from features.redis_server import free_port, stop_process, wait_until
+from tests.support.redis_server import free_port, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,6 +88,30 @@ def model_server(serving_model, feast_repo: Path, tmp: Path, **extra: str):
     with running_server(env, tmp / "server.log") as client:
         client.log_dir = tmp / "logs"
         yield client
+
+
+@contextmanager
+def requests_in_flight(client, n: int, path: str = "/predict", body: bytes = b'{"rows": []}'):
+    """`n` requests held inside the server: headers and the body's first byte sent, the rest
+    when the block ends. Yields a list that then holds their statuses."""
+    import http.client
+
+    url, statuses, connections = client.base_url, [], []
+    try:
+        for _ in range(n):
+            connection = http.client.HTTPConnection(url.host, url.port, timeout=30)
+            connection.putrequest("POST", path)
+            connection.putheader("content-type", "application/json")
+            connection.putheader("content-length", str(len(body)))
+            connection.endheaders(body[:1])
+            connections.append(connection)
+        yield statuses
+        for connection in connections:
+            connection.send(body[1:])
+        statuses.extend(connection.getresponse().status for connection in connections)
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def eventually(predicate, timeout_s: float = 20.0, every_s: float = 0.2) -> bool:

@@ -18,7 +18,8 @@ import pytest
 
 from tests.integration.serving_server import running_server, serving_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The module's run of the main job may take 900 s (its own subprocess limit).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "datasets" / "ali_ccp.yaml"

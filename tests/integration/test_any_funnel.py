@@ -19,7 +19,8 @@ import pytest
 from tests.integration import any_funnel
 from tests.integration.serving_server import running_server, serving_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The module's run of the main job may take 900 s (its own subprocess limit).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "train:\n  max_epochs: 2\n  batch_size: 256\n  progress: false\n"
@@ -73,8 +74,8 @@ def test_the_pipeline_trains_gates_and_promotes_on_the_spec(funnel):
     pointer = json.loads((funnel["home"] / "promoted" / "lending.json").read_text())
     assert pointer["tag"].startswith("lending:")
     assert pointer["feature_service"] == "lending_v1"
-    from aitm.checkpoint import Predictor
     from aitm.dataset import spec_of
+    from aitm.inference import Predictor
 
     predictor = Predictor.load(funnel["home"] / pointer["path"])
     assert predictor.tasks == tuple(any_funnel.TASKS)

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from aitm.checkpoint import Predictor
 from aitm.data import read_table
+from aitm.inference import Predictor
 
 ALI_FIELDS = [
     "101", "121", "122", "124", "125", "126", "127", "128", "129",
@@ -31,6 +31,7 @@ def ali_config(tmp_path):
     return path
 
 
+@pytest.mark.timeout(900)  # train and evaluate may take 300 s each
 def test_ali_ccp_sample_trains_and_evaluates(ali_config, ali_ccp_dir, tmp_path):
     model = tmp_path / "ali-model"
     train_csv = ali_ccp_dir / "ali_ccp_train_sample.csv"

@@ -8,12 +8,13 @@ import sys
 
 import pytest
 
-from aitm.checkpoint import ArtifactError, Predictor
+from aitm.checkpoint import ArtifactError
 from aitm.data import read_table
 from aitm.evaluation import exact_auc
+from aitm.inference import Predictor
 from aitm.simulator import SIMULATED_TASKS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # each command may take 600 s
 
 
 def aitm(*args: str) -> subprocess.CompletedProcess:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from aitm.checkpoint import Predictor
+from aitm.inference import Predictor
 from aitm.simulator import SIMULATED_TASKS
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# torchrun's own limit is 600 s.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_torchrun_two_processes_trains_one_artifact(small_sim, tmp_path):

@@ -11,9 +11,9 @@ from aitm.dataset import load_spec
 from features.build import source_ids
 from features.fields import FeastLayout
 from features.online import MissingEntityError, online_features
-from features.redis_server import local_redis
 from features.store import REDIS_ENV, apply, materialize, open_store
 from tests.integration.online_paths import assert_reader_matches_get_online_features
+from tests.support.redis_server import local_redis
 
 LAYOUT = FeastLayout(load_spec())  # the default spec
 USER, AD = LAYOUT.entity("user"), LAYOUT.entity("ad")

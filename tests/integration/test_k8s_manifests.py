@@ -611,7 +611,7 @@ def test_workloads_run_the_application_contract(name: str) -> None:
         "3000",
     ]
     assert (
-        env_value(serving, "REDIS_CONNECTION_STRING")["valueFrom"]["secretKeyRef"]["name"]
+        env_value(serving, "AITM_REDIS_CONNECTION")["valueFrom"]["secretKeyRef"]["name"]
         == "aitm-redis"
     )
     mounts = {m["mountPath"] for m in serving["volumeMounts"]}

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 
 from aitm.simulator import DriftConfig, SimulationConfig
-from features.redis_server import free_port
 from monitoring.job import JobPaths, run_job
 from monitoring.logs import Window
 from monitoring.synthetic import (
@@ -25,6 +24,7 @@ from monitoring.synthetic import (
     write_log_files,
     write_true_probability_reference,
 )
+from tests.support.redis_server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,9 +18,10 @@ from monitoring.synthetic import (
     write_log_files,
     write_true_probability_reference,
 )
-from pipelines.monitoring_pipeline import run_local
+from pipelines.local import run_monitoring
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# A whole local kfp monitoring pipeline, retraining launched.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def test_local_monitoring_pipeline_fails_a_drifted_window_and_launches_retraining(tmp_path):
@@ -40,7 +41,7 @@ def test_local_monitoring_pipeline_fails_a_drifted_window_and_launches_retrainin
     logs, labels = tmp_path / "logs", tmp_path / "labels"
     write_log_files(frame, true_probabilities(frame, tasks), tasks, logs, labels)
     start = pd.Timestamp(config.start) + pd.Timedelta(days=5)
-    drifted = run_local(tmp_path / "runs", dict(
+    drifted = run_monitoring(tmp_path / "runs", dict(
         log_dir=str(logs), labels_dir=str(labels), reference=str(tmp_path / "reference"),
         start=start.isoformat(), end=(start + pd.Timedelta(days=1)).isoformat(),
         workspace=str(tmp_path / "workspace"), retrain_command=command,

@@ -13,8 +13,8 @@ import pytest
 from monitoring.config import MonitoringConfig
 from monitoring.job import SUMMARY, JobPaths, run_job
 from monitoring.logs import Window
-from monitoring.reference import promoted_reference
 from monitoring.replay import replay
+from registry.store import promoted_reference
 from tests.integration.monitoring_setup import (
     make_feast_repo,
     make_monitored_model,
@@ -22,7 +22,8 @@ from tests.integration.monitoring_setup import (
 )
 from tests.integration.serving_server import ROOT, running_server, serving_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The module's fixtures train, build a Feast store, serve and replay traffic.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 CLEAN_DAY = 5  # the reference is the test split: day 5 of the world
 ROWS = 8_000

@@ -44,7 +44,7 @@ def test_packaging_runs_only_under_the_gate_condition(compiled):
 
 
 def test_every_component_uses_the_configured_image_and_installs_nothing(compiled):
-    from components.steps import AITM_IMAGE
+    from components import AITM_IMAGE
 
     executors = yaml.safe_load(compiled[0].read_text())["deploymentSpec"]["executors"]
     assert len(executors) == 5

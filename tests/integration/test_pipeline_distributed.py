@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from aitm.checkpoint import Predictor
 from aitm.data import read_table
-from pipelines.steps import torchrun_command, train_model
+from aitm.inference import Predictor
+from workflow.train import torchrun_command, train_model
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# A whole local kfp pipeline with a two-process torchrun training step.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def test_the_command_is_standalone_torchrun_of_aitm_train():

@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import copy_repo
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The module's fixtures run whole local kfp pipelines.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 WINDOWS = dict(  # the small simulation: 10 days from 2026-01-01, the last one held out
     train_start="2026-01-01T00:00:00+00:00",
@@ -88,18 +89,18 @@ def store(tmp_path_factory) -> dict[str, Path]:
 
 
 def _run(repo: Path, store: dict[str, Path], floor: float, small_sim: Path):
-    from pipelines.local import run_local
+    from pipelines.local import run_training
 
     arguments = dict(
         feature_repo=str(repo), bentoml_home=str(store["home"]),
         config_yaml=CONFIG.format(floor=floor), oracle_data=str(small_sim),
         bentofile=str(store["bentofile"]), git_revision="test", **WINDOWS,
     )  # fmt: skip
-    return run_local(store["runs"], arguments)
+    return run_training(store["runs"], arguments)
 
 
 def _store_state(home: Path) -> tuple[bytes | None, list[str]]:
-    from pipelines.registry import pointer_path
+    from registry.store import pointer_path
 
     pointer = pointer_path(home)
     models = sorted(p.name for p in (home / "models" / "aitm").glob("*")) if home.exists() else []
@@ -112,8 +113,8 @@ def first_run(applied_repo, store, small_sim):
 
 
 def test_a_run_passing_the_gate_promotes_a_verified_model_and_builds_a_bento(first_run, store):
-    from aitm.checkpoint import Predictor
-    from pipelines.registry import promoted
+    from aitm.inference import Predictor
+    from registry.store import promoted
 
     summary = first_run
     assert summary.succeeded, summary.describe()
@@ -123,6 +124,12 @@ def test_a_run_passing_the_gate_promotes_a_verified_model_and_builds_a_bento(fir
     current = promoted(store["home"])
     assert current is not None and current.tag == summary.promoted_tag
     assert Predictor.load(current.path).tasks == ("click", "application", "approval", "activation")
+    # The registry's history names the run that promoted it (kfp's pipeline job name).
+    from registry.store import history
+
+    assert [r["tag"] for r in history(store["home"])] == [current.tag]
+    assert current.info["action"] == "promote" and current.info["replaced"] is None
+    assert current.info["run"].startswith("aitm-training"), current.info["run"]
     # The store's own record: labels and metadata that say what made the model.
     import yaml
 
@@ -136,7 +143,8 @@ def test_a_run_passing_the_gate_promotes_a_verified_model_and_builds_a_bento(fir
     assert summary.registered["bento"].startswith("placeholder:")
     assert list((store["home"] / "bentos" / "placeholder").glob("*/bento.yaml"))
     # The monitoring reference: the evaluation window, the model's predictions, the labels.
-    from monitoring.reference import load_reference, prob_column, promoted_reference
+    from monitoring.reference import load_reference, prob_column
+    from registry.store import promoted_reference
 
     reference = load_reference(promoted_reference(store["home"]))
     assert len(reference.frame) == summary.rows["eval"]

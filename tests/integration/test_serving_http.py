@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aitm.checkpoint import Predictor
+from aitm.inference import Predictor
 from features.fields import model_fields
 from serving.prediction_log import read_log
 from tests.integration.serving_server import (
+    eventually,
     model_server,
+    requests_in_flight,
     running_server,
     serving_env,
     start,
@@ -25,6 +27,7 @@ from tests.integration.serving_server import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONTEXT = {"position": 2, "hour": 9, "channel": "feed"}
+MAX_CONCURRENCY = 24  # the shared server's; more than the concurrent tests below send at once
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,10 @@ def feast_repo(serving_repo):
 
 @pytest.fixture(scope="module")
 def server(serving_model, feast_repo, tmp_path_factory):
-    with model_server(serving_model, feast_repo[0], tmp_path_factory.mktemp("serving-run")) as c:
+    with model_server(
+        serving_model, feast_repo[0], tmp_path_factory.mktemp("serving-run"),
+        AITM_MAX_CONCURRENCY=str(MAX_CONCURRENCY),
+    ) as c:  # fmt: skip
         yield c
 
 
@@ -135,6 +141,22 @@ def test_concurrent_requests_each_get_their_own_answers(server, serving_model, p
             np.testing.assert_allclose(got, expected[i], rtol=1e-5, atol=1e-7)
         else:
             assert len(response.json()["candidates"]) == 10
+
+
+def test_requests_beyond_max_concurrency_get_429_and_probes_still_answer(server):
+    """BentoML's traffic.max_concurrency: with MAX_CONCURRENCY requests in flight, another is
+    refused at once with 429; health and metrics still answer, and the held ones are served."""
+    empty = {"rows": []}  # 422 once admitted: cheap, so every 429 is the limit's
+    with requests_in_flight(server, MAX_CONCURRENCY) as held:
+        assert eventually(lambda: server.post("/predict", json=empty).status_code == 429)
+        for route in ("/predict", "/rank"):
+            refused = server.post(route, json=empty)
+            assert refused.status_code == 429, refused.text
+            assert refused.json()["error"]
+        for probe in ("/readyz", "/livez", "/metrics"):
+            assert server.get(probe).status_code == 200, probe
+    assert held == [422] * MAX_CONCURRENCY  # admitted, answered once their bodies came
+    assert server.post("/predict", json=empty).status_code == 422  # the capacity is back
 
 
 def test_rank_monotone_option(server, ids, predictor):
@@ -276,7 +298,7 @@ def test_built_bento_serves_its_shipped_model(serving_model, feast_repo, tmp_pat
     shutil.copytree(serving_model.home, home)
     env = serving_env(home, feast_repo[0], tmp_path / "logs")
     code = (
-        "from pipelines.registry import build_bento; "
+        "from registry.store import build_bento; "
         f"print(build_bento({str(ROOT / 'serving' / 'bentofile.yaml')!r}, {str(home)!r}, "
         f"{serving_model.tag!r}))"
     )

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from aitm.catalog import MODELS
 from aitm.config import ModelConfig
 from aitm.losses import aitm_loss
 from aitm.model import AITM
@@ -137,11 +138,9 @@ def test_calibrator_weight_zero_is_plain_cross_entropy():
 )
 def test_every_parameter_gets_a_gradient(kind, transfer):
     """An ablation must not leave dead parameters behind: DDP (torchrun) fails on them."""
-    from aitm.baselines import build_baseline
-
     torch.manual_seed(0)
     config = ModelConfig(kind=kind, transfer=transfer, expert_dims=(8, 4), **SMALL)
-    model = AITM(CARDS, 3, config) if kind == "aitm" else build_baseline(CARDS, 3, config)
+    model = MODELS[kind](CARDS, 3, config)
     model.train()
     model(_x(64)).sum().backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None]

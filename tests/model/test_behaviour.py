@@ -9,10 +9,11 @@ from sklearn.preprocessing import OneHotEncoder
 from aitm.config import Config, TrainConfig
 from aitm.data import encode, read_table
 from aitm.evaluation import evaluate, exact_auc
+from aitm.inference import predict_proba
 from aitm.simulator import SimulationConfig, simulate
-from aitm.training import predict_proba, selection_score, train
+from aitm.training import selection_score, train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # trains on 600k rows, 8 epochs
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aitm.checkpoint import Predictor
 from aitm.config import Config, DataConfig, ModelConfig, TrainConfig
+from aitm.inference import Predictor
 from aitm.training import train
 
 pytestmark = pytest.mark.slow

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.api_fuzz import run_fuzz
+from aitm.dataset import load_spec
+from tests.reliability.api_fuzz import known_ids, run_fuzz
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_a_thousand_generated_requests_get_no_5xx_and_match_the_document(
-    served, serving_ids, tmp_path
+    served, serving_repo, tmp_path
 ):
-    users, ads = serving_ids
+    users, ads = known_ids(serving_repo[0], load_spec())
     url = str(served.base_url).rstrip("/")
-    result = run_fuzz(url, users, ads[:20], tmp_path, examples=60, max_time_s=45)
+    result = run_fuzz(url, users, ads, tmp_path, examples=60, max_time_s=45)
     print(f"{result.requests} requests: {result.statuses}")  # shown with pytest -s
     assert result.exit_code == 0 and not result.failures, result.output[-6000:]
     assert result.requests >= 1_000, result.statuses

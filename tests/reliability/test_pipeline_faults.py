@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 
 from aitm.checkpoint import MANIFEST, ArtifactError, verify_artifact
-from pipelines.registry import pointer_path, promote, register
+from registry.store import pointer_path, promote, register
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Two training steps of up to 300 s each in one test.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
-TRAIN_STEP = "import sys; from pipelines.steps import train_model; train_model(*sys.argv[1:4])"
+TRAIN_STEP = "import sys; from workflow.train import train_model; train_model(*sys.argv[1:4])"
 
 
 def _train_step(config_yaml: str, train: Path, out: Path) -> subprocess.Popen:
-    """The pipeline's train step body (`pipelines.steps.train_model`) in its own process."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"}
+    """The pipeline's train step body (`workflow.train.train_model`) in its own process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-c", TRAIN_STEP, config_yaml, str(train), str(out)],
         env=env, stderr=subprocess.PIPE, text=True,

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from features.fields import AD, USER
-from features.redis_server import free_port, start_redis, stop_redis
 from features.store import REDIS_ENV, apply, materialize, open_store
 from serving.prediction_log import read_log
 from tests.conftest import copy_repo
 from tests.integration.serving_server import eventually, running_server, serving_env
+from tests.support.redis_server import free_port, start_redis, stop_redis
 
 pytestmark = [
     pytest.mark.integration,

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from aitm.baselines import ESMM, PLE, MixtureOfExperts, build_baseline, chain_logits, log1mexp
+from aitm.baselines import ESMM, PLE, MixtureOfExperts, chain_logits, log1mexp
+from aitm.catalog import MODELS, build_model
 from aitm.config import Config, ModelConfig, TrainConfig
 from aitm.data import EncodedData
-from aitm.model import build_model
 from aitm.schema import FeatureSchema, FieldSpec
 from aitm.training import train_encoded
 
@@ -37,29 +37,32 @@ def _funnel_labels(n: int, num_tasks: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("num_tasks", [2, 4])
 @pytest.mark.parametrize("kind", KINDS)
 def test_baselines_map_indices_to_batch_by_tasks_logits(kind, num_tasks):
-    model = build_baseline(CARDS, num_tasks, ModelConfig(kind=kind, **SMALL))
+    model = MODELS[kind](CARDS, num_tasks, ModelConfig(kind=kind, **SMALL))
     out = model(_x(13))
     assert out.shape == (13, num_tasks)
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
 
 
-def test_build_model_dispatches_on_kind():
-    schema = FeatureSchema(
+def _schema() -> FeatureSchema:
+    return FeatureSchema(
         fields=tuple(
             FieldSpec(f"f{i}", "int", tuple(range(c - 1)), 5) for i, c in enumerate(CARDS)
         ),
         tasks=("a", "b", "c"),
     )
+
+
+def test_build_model_dispatches_on_kind():
     expected = {"mlp": "MultiTowerMLP", "esmm": "ESMM", "omoe": "MixtureOfExperts", "ple": "PLE"}
     for kind, name in expected.items():
-        assert type(build_model(schema, ModelConfig(kind=kind))).__name__ == name
+        assert type(build_model(_schema(), ModelConfig(kind=kind))).__name__ == name
 
 
-def test_unknown_baseline_kind_is_refused():
-    config = ModelConfig.model_construct(**{**ModelConfig().model_dump(), "kind": "aitm"})
-    with pytest.raises(ValueError, match="unknown baseline kind"):
-        build_baseline(CARDS, 2, config)
+def test_unknown_model_kind_is_refused():
+    config = ModelConfig.model_construct(**{**ModelConfig().model_dump(), "kind": "nope"})
+    with pytest.raises(ValueError, match="unknown model kind 'nope'"):
+        build_model(_schema(), config)
 
 
 def test_esmm_is_monotone_on_random_inputs_and_weights():

@@ -23,6 +23,7 @@ def test_compare_writes_a_row_per_model_on_a_simulated_funnel(tmp_path):
     pytest.importorskip("lightgbm")
     models = ["aitm", "esmm", "lightgbm"]
     argv = ["--rows", "3000", "--seeds", "1", "--epochs", "1", "--threads", "1"]
+    argv += ["--json", str(tmp_path / "record.json")]  # not the committed benchmarks/results
     path = compare.main([*argv, "--models", ",".join(models), "--out", str(tmp_path)])
     table = path.read_text()
     assert path == tmp_path / "compare.md"
@@ -34,6 +35,9 @@ def test_compare_writes_a_row_per_model_on_a_simulated_funnel(tmp_path):
     esmm = next(r for r in runs if r["model"] == "esmm")
     assert esmm["violation_rate"] == 0.0  # monotone by construction
     assert (tmp_path / "compare_auc.png").stat().st_size > 1000
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["benchmark"] == "compare"
+    assert list(record["figures"]["models"]) == [*models, "oracle (true p)"]
 
     logged = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert [r["model"] for r in logged] == models
@@ -49,6 +53,7 @@ def test_compare_runs_on_your_own_table_with_a_config(tmp_path):
         pytest.skip(f"no Ali-CCP sample at {ALI_CCP_SAMPLE}")
     config = REPO_ROOT / "benchmarks" / "ali_ccp.yaml"
     argv = ["--data", str(ALI_CCP_SAMPLE), "--config", str(config), "--seeds", "1"]
+    argv += ["--json", str(tmp_path / "record.json")]
     path = compare.main([*argv, "--epochs", "1", "--models", "mlp,mmoe", "--out", str(tmp_path)])
     table = path.read_text()
     assert _rows(table)[1:] == ["mlp", "mmoe"]  # no oracle row: the true p is unknown
@@ -67,5 +72,6 @@ def test_a_split_folder_without_test_is_refused(tmp_path):
     for split in ("train", "val"):
         (tmp_path / "data" / split).mkdir(parents=True)
     argv = ["--data", str(tmp_path / "data"), "--models", "mlp", "--out", str(tmp_path / "o")]
+    argv += ["--json", str(tmp_path / "record.json")]
     with pytest.raises(DataError, match="needs train/, val/ and test/"):
         compare.main(argv)

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from aitm.checkpoint import Predictor, save_artifact
+from aitm.checkpoint import save_artifact
 from aitm.cli import app
 from aitm.config import Config, DataConfig, ModelConfig, TrainConfig
 from aitm.dataset import DatasetSpec, SpecError, load_spec, spec_of
+from aitm.inference import Predictor
 from aitm.training import train
 
 SPEC = """

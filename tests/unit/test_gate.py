@@ -7,7 +7,7 @@ import math
 import pytest
 
 from aitm.config import GateConfig
-from pipelines.gate import GateDecision, decide
+from workflow.gate import GateDecision, decide
 
 AUC = {"click": 0.70, "application": 0.68, "approval": 0.66, "activation": 0.64}
 

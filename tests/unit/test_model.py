@@ -9,15 +9,10 @@ import torch
 from torch import nn
 
 from aitm.config import ModelConfig
+from aitm.dropout import KeepMaskPool, relu_dropout
+from aitm.layers import BatchedTowers, FieldEmbedding
 from aitm.losses import aitm_loss, behavioral_calibrator
-from aitm.model import (
-    AITM,
-    AdaptiveInformationTransfer,
-    BatchedTowers,
-    FieldEmbedding,
-    KeepMaskPool,
-    relu_dropout,
-)
+from aitm.model import AITM, AdaptiveInformationTransfer
 
 CARDS = [50, 7, 3, 11]
 

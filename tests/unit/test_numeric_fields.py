@@ -1,5 +1,5 @@
 """Numeric fields: statistics, encoding, missing values, the model's embedding of them, the
-serving encoder and trace, LightGBM, and the config sections that name them."""
+serving encoder and forward, LightGBM, and the config sections that name them."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-from aitm.checkpoint import Predictor
+from aitm.catalog import build_model
 from aitm.config import Config, DataConfig, ModelConfig, ModelKind
 from aitm.data import DataError, check_frame, encode
-from aitm.model import FieldEmbedding, build_model
+from aitm.inference import Predictor
+from aitm.layers import FieldEmbedding
 from aitm.schema import CLIP_STD, FeatureSchema, FieldSpec, build_schema
 from serving import scoring
-from serving.compiled import traced_forward
 from serving.errors import RequestError
+from serving.forward import model_forward
 
 
 def _frame() -> pd.DataFrame:
@@ -156,9 +157,9 @@ def _predictor(kind: str, transfer: str = "ait") -> Predictor:
 
 
 @pytest.mark.parametrize("kind", get_args(ModelKind))
-def test_traced_forward_matches_the_eager_model_with_numeric_fields(kind):
+def test_the_served_forward_matches_the_predictor_with_numeric_fields(kind):
     predictor = _predictor(kind)
-    forward = traced_forward(predictor, max_rows=200)
+    forward = model_forward(predictor)
     frame = pd.DataFrame(
         {
             "user_id": list(range(20)),

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.cli import windows_from_table
-from pipelines.steps import stratified_split
+from workflow.fetch import stratified_split
+from workflow.prepare import windows_from_table
 
 
 def _funnel(n: int, positives: tuple[int, int]) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Serving logic without a server: request checks, scoring, settings, body limit."""
+"""Serving logic without a server: request checks, scoring, settings, middlewares."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from aitm.dataset import DEFAULT_SPEC, DatasetSpec, load_spec
 from aitm.schema import FeatureSchema, FieldSpec
 from serving import scoring
 from serving.errors import RequestError
-from serving.middleware import BodyLimit, JSONOnly, OpenAPIDocument, RateLimit
+from serving.middleware import BodyLimit, JSONOnly, OpenAPIDocument
 from serving.online import fail_fast
 from serving.openapi import document
 from serving.requests import check_candidates, check_rows, rank_models
-from serving.settings import ServingSettings
+from serving.settings import TIMEOUT_S, ServingSettings
 
 TASKS = ("click", "application", "approval")
 
@@ -114,11 +114,28 @@ def test_rank_by_weight_times_objective_probability_stable_on_ties():
     assert ranked.order.tolist() == [1, 2, 0]
 
 
-def test_settings_from_env():
-    settings = ServingSettings.from_env({"AITM_MAX_ROWS": "7", "AITM_FEAST_ONLINE": "redis"})
-    assert settings.max_rows == 7 and settings.feast_online == "redis"
-    with pytest.raises(ValueError):
-        ServingSettings.from_env({"AITM_MAX_ROWS": "0"})
+def test_settings_come_from_the_aitm_environment(monkeypatch):
+    monkeypatch.setenv("AITM_MAX_ROWS", "7")
+    monkeypatch.setenv("AITM_FEAST_ONLINE", "redis")
+    monkeypatch.setenv("AITM_ACCESS_LOG", "true")
+    monkeypatch.setenv("AITM_REDIS_CONNECTION", "redis:6379")
+    monkeypatch.setenv("AITM_FEAST_REGISTRY", "/feast/registry.db")  # another layer's setting
+    settings = ServingSettings()
+    assert settings.max_rows == 7 and settings.feast_online == "redis" and settings.access_log
+    assert settings.redis_connection == "redis:6379"
+    monkeypatch.setenv("AITM_MAX_ROWS", "0")
+    with pytest.raises(ValueError, match="max_rows"):
+        ServingSettings()
+    with pytest.raises(ValueError, match="rate_limit_rps"):
+        ServingSettings(rate_limit_rps=500)  # an unknown setting is an error
+
+
+def test_max_concurrency_becomes_bentomls_traffic_limit():
+    traffic = ServingSettings(max_concurrency=8).traffic()
+    assert traffic == {"timeout": TIMEOUT_S, "max_concurrency": 8}
+    assert ServingSettings(max_concurrency=0).traffic() == {"timeout": TIMEOUT_S}  # 0: no limit
+    with pytest.raises(ValueError, match="max_concurrency"):
+        ServingSettings(max_concurrency=-1)
 
 
 def _call(app, headers, chunks):
@@ -187,19 +204,6 @@ def _request(middleware, path="/rank", headers=(), method="POST") -> list[dict]:
     scope = {"type": "http", "path": path, "method": method, "headers": list(headers)}
     asyncio.run(middleware(scope, receive, send))
     return sent
-
-
-def test_rate_limit_lets_a_burst_through_then_429_with_retry_after_then_refills():
-    now = [0.0]
-    limit = RateLimit(_ok_app, rate=10, burst=3, clock=lambda: now[0])
-    assert [_request(limit)[0]["status"] for _ in range(4)] == [200, 200, 200, 429]
-    refused = _request(limit)
-    assert dict(refused[0]["headers"])[b"retry-after"] == b"1"
-    assert b"rate limit of 10 requests/s (burst 3) exceeded" in refused[1]["body"]
-    assert _request(limit, path="/readyz")[0]["status"] == 200  # probes are never limited
-    now[0] = 0.1  # one token back after 1/rate seconds
-    assert [_request(limit)[0]["status"] for _ in range(2)] == [200, 429]
-    assert _request(RateLimit(_ok_app, rate=0, burst=1))[0]["status"] == 200  # 0: off
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,15 @@
-"""Kubeflow lightweight components: thin wrappers around `pipelines.steps`.
+"""The training pipeline's components: thin wrappers over the workflow package's steps.
 
 kfp reads the annotations at decoration time, so no `from __future__ import annotations`.
-Each body parses its inputs, calls one function of pipelines/steps.py and records outputs;
-imports sit inside the bodies because kfp ships only the function's source. The base image
-comes from $AITM_IMAGE at compile time and must hold the project (docker/Dockerfile):
-no packages_to_install,
-and no `pip install kfp` at task start (install_kfp_package=False).
+Each body parses its inputs, calls one workflow function and records outputs; imports sit
+inside the bodies because kfp ships only the function's source. The image holds the project:
+no packages_to_install, and no `pip install kfp` at task start (install_kfp_package=False).
 """
-
-import os
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-AITM_IMAGE = os.environ.get("AITM_IMAGE", "ghcr.io/example/aitm:0.1.0")
+from components import AITM_IMAGE
 
 
 @dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)
@@ -29,10 +25,11 @@ def fetch_features(
     eval_data: Output[Dataset],
 ):
     """Training and held-out windows from Feast's offline store, as Parquet."""
-    from pipelines import steps
+    from workflow.fetch import fetch_windows
+    from workflow.params import feature_service_of
 
-    service = steps.feature_service_of(dataset_yaml, feature_service)
-    rows = steps.fetch_windows(feature_repo, (train_start, train_end), (eval_start, eval_end),
+    service = feature_service_of(dataset_yaml, feature_service)
+    rows = fetch_windows(feature_repo, (train_start, train_end), (eval_start, eval_end),
                                train_data.path, eval_data.path, service, dataset_yaml)  # fmt: skip
     train_data.metadata.update(rows=rows["train"], start=train_start, end=train_end)
     eval_data.metadata.update(rows=rows["eval"], start=eval_start, end=eval_end)
@@ -50,11 +47,11 @@ def validate_features(
     data_docs: Output[HTML],
 ):
     """Great Expectations on both windows; raises (stopping the pipeline) on failure."""
-    from pipelines import steps
+    from workflow.validate import validate_windows
 
-    summary = steps.validate_windows(train_data.path, eval_data.path, data_docs.path,
-                                     (train_start, train_end), (eval_start, eval_end),
-                                     dataset_yaml)  # fmt: skip
+    summary = validate_windows(train_data.path, eval_data.path, data_docs.path,
+                               (train_start, train_end), (eval_start, eval_end),
+                               dataset_yaml)  # fmt: skip
     data_docs.metadata.update(success=summary["success"], index="index.html")
 
 
@@ -67,10 +64,10 @@ def train_model(
     model: Output[Model],
 ):
     """Train AITM and write the self-describing artifact folder (the spec inside)."""
-    from pipelines import steps
+    from workflow.train import train_model
 
-    summary = steps.train_model(config_yaml, train_data.path, model.path, nproc_per_node,
-                                dataset_yaml)  # fmt: skip
+    summary = train_model(config_yaml, train_data.path, model.path, nproc_per_node,
+                          dataset_yaml)  # fmt: skip
     model.metadata.update(best_epoch=summary["best_epoch"], train_rows=summary["train_rows"])
 
 
@@ -91,17 +88,19 @@ def evaluate_model(
 ) -> bool:
     """Candidate vs the promoted incumbent on the same window; returns the gate's verdict.
     Also writes the monitoring reference (the window, the candidate's predictions, labels)."""
-    from pipelines import steps
+    from aitm.evaluation import finite
+    from workflow import evaluate
 
-    outcome = steps.evaluate_and_gate(model.path, eval_data.path, config_yaml, bentoml_home,
-                                      oracle_data, dataset_yaml)  # fmt: skip
-    for name, value in steps.flat_metrics(outcome).items():
+    outcome = evaluate.evaluate_and_gate(model.path, eval_data.path, config_yaml, bentoml_home,
+                                         oracle_data, dataset_yaml)  # fmt: skip
+    for name, value in finite(evaluate.outcome_metrics(outcome)).items():
         metrics.log_metric(name, value)
     with open(report.path, "w") as handle:
-        handle.write(steps.evaluation_markdown(outcome, (eval_start, eval_end)))
-    steps.write_outcome(outcome, decision.path)
+        handle.write(evaluate.evaluation_markdown(outcome, (eval_start, eval_end)))
+    evaluate.write_outcome(outcome, decision.path)
     decision.metadata.update(promote=outcome.decision.promote)
-    rows = steps.save_reference(model.path, eval_data.path, reference.path, (eval_start, eval_end))
+    window = (eval_start, eval_end)
+    rows = evaluate.save_reference(model.path, eval_data.path, reference.path, window)
     reference.metadata.update(**rows)
     return outcome.decision.promote
 
@@ -121,20 +120,21 @@ def package_model(
     eval_end: str,
     feature_service: str,
     git_revision: str,
+    run: str,
     registered: Output[Artifact],
 ):
     """Into the BentoML model store, promoted, and a bento built if there is a bentofile."""
     import json
 
-    from pipelines import steps
+    from workflow.package import package_model
+    from workflow.params import feature_service_of
 
-    out = steps.package_model(model.path, decision.path, bentoml_home, config_yaml=config_yaml,
-                              train_window=(train_start, train_end),
-                              eval_window=(eval_start, eval_end),
-                              feature_service=steps.feature_service_of(dataset_yaml,
-                                                                       feature_service),
-                              git_revision=git_revision, bentofile=bentofile,
-                              reference_dir=reference.path, dataset_yaml=dataset_yaml)  # fmt: skip
+    service = feature_service_of(dataset_yaml, feature_service)
+    out = package_model(model.path, decision.path, bentoml_home, config_yaml=config_yaml,
+                        train_window=(train_start, train_end), eval_window=(eval_start, eval_end),
+                        feature_service=service, git_revision=git_revision, bentofile=bentofile,
+                        reference_dir=reference.path, dataset_yaml=dataset_yaml,
+                        run=run)  # fmt: skip
     with open(registered.path, "w") as handle:
         json.dump(out, handle, indent=2)
     registered.metadata.update(model_tag=out["model_tag"], bento=out["bento"] or "")
