@@ -10,7 +10,8 @@ MODEL  ?= artifacts/model
 DATASET ?= datasets/simulated.yaml
 
 .PHONY: install system-deps run train serve rollback test lint secret-scan audit bench docs clean k8s-render \
-	pipeline-compile pipeline-submit replay monitor dashboard fuzz soak
+	pipeline-compile pipeline-submit replay monitor dashboard fuzz soak bento bento-image \
+	bento-requirements
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -120,6 +121,23 @@ soak: install
 	$(BIN)/python -m benchmarks.soak --url $(SERVE_URL) --feast-repo artifacts/pipeline/feature_repo \
 		--pid $$(pgrep -of "bentoml serve serving.service:AITMService") --minutes $(or $(MINUTES),10) \
 		--json artifacts/soak.json
+
+# The bento (serving/bentofile.yaml; offline) of MODEL_TAG, in the store `make run` fills;
+# `bento-image` containerizes the latest one (needs Docker); `bento-requirements` regenerates
+# its pins from requirements.lock (docs/serving.md).
+MODEL_TAG ?= aitm:promoted
+bento: install
+	BENTOML_HOME=artifacts/bentoml $(BIN)/python -c "from registry.store import \
+	build_bento, serving_tag; print(build_bento('serving/bentofile.yaml', 'artifacts/bentoml', \
+	serving_tag('$(MODEL_TAG)')))"
+
+bento-image: install
+	BENTOML_HOME=artifacts/bentoml $(BIN)/bentoml containerize aitm:latest \
+		-t ghcr.io/example/aitm-serving:$(or $(TAG),dev) \
+		--opt build-arg=BENTO_USER_UID=10001 --opt build-arg=BENTO_USER_GID=10001
+
+bento-requirements: install
+	$(BIN)/python docker/lock_subset.py 'aitm[serving]' > serving/requirements.txt
 
 k8s-render:
 	kubectl kustomize k8s/overlays/$(or $(ENV),local)

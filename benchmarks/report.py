@@ -47,6 +47,13 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "`get_online_features`.",
         "python -m benchmarks.features_bench --rows 200000",
     ),
+    "hot_swap": (
+        "Continuous deployment under steady /predict and /rank load: seconds from a promote "
+        "(and a rollback) moving the pointer to the first request the new model answered, "
+        "requests answered meanwhile, errors.",
+        "python -m benchmarks.hot_swap --url http://127.0.0.1:3000 --home artifacts/bentoml "
+        "--feast-repo artifacts/pipeline/feature_repo",
+    ),
     "monitoring_bench": (
         "The monitoring job on N logged predictions, all labelled: read, label join, the "
         "Evidently report with every test (`job_s`), and its peak memory.",

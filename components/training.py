@@ -6,10 +6,36 @@ inside the bodies because kfp ships only the function's source. The image holds 
 no packages_to_install, and no `pip install kfp` at task start (install_kfp_package=False).
 """
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components import AITM_IMAGE
+
+
+@dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)
+def derive_windows(
+    train_start: str,
+    train_end: str,
+    eval_start: str,
+    eval_end: str,
+    schedule_time: str,
+    train_days: int,
+    eval_days: int,
+) -> NamedTuple(
+    "Windows", [("train_start", str), ("train_end", str), ("eval_start", str), ("eval_end", str)]
+):
+    """The run's windows: the explicit ones if all four are given, else derived from the
+    (recurring) run's scheduled time."""
+    from collections import namedtuple
+
+    from workflow.prepare import pipeline_windows
+
+    explicit = dict(train_start=train_start, train_end=train_end, eval_start=eval_start,
+                    eval_end=eval_end)  # fmt: skip
+    windows = pipeline_windows(explicit, schedule_time, train_days, eval_days)
+    return namedtuple("Windows", list(windows))(**windows)
 
 
 @dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)
@@ -45,14 +71,17 @@ def validate_features(
     eval_end: str,
     dataset_yaml: str,
     data_docs: Output[HTML],
+    validation: Output[Artifact],
 ):
-    """Great Expectations on both windows; raises (stopping the pipeline) on failure."""
+    """Great Expectations on both windows; raises (stopping the pipeline) on failure. The data
+    docs are one HTML file (what the KFP UI renders), the summary JSON beside them."""
     from workflow.validate import validate_windows
 
     summary = validate_windows(train_data.path, eval_data.path, data_docs.path,
                                (train_start, train_end), (eval_start, eval_end),
-                               dataset_yaml)  # fmt: skip
-    data_docs.metadata.update(success=summary["success"], index="index.html")
+                               dataset_yaml, summary_file=validation.path)  # fmt: skip
+    data_docs.metadata.update(success=summary["success"])
+    validation.metadata.update(success=summary["success"])
 
 
 @dsl.component(base_image=AITM_IMAGE, install_kfp_package=False)

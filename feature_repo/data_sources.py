@@ -1,7 +1,9 @@
 """Offline sources: one Parquet snapshot table per entity, written by `features build`.
 
 Every snapshot row holds an entity's attributes valid from its timestamp on. The file offline
-store reads them as FileSources (paths relative to this repo). With AITM_FEAST_OFFLINE=spark
+store reads them as FileSources, from this repo's `data/` (what `features build` writes), or from
+the folder $AITM_FEAST_DATA names where a deployment keeps them apart from the code (k8s: the
+data volume's /data/features; the image's repo is read-only). With AITM_FEAST_OFFLINE=spark
 (and feature_store.spark.yaml) they are SparkSources instead, since Feast's Spark offline store
 reads only SparkSources.
 """
@@ -14,7 +16,7 @@ from feast.data_format import ParquetFormat
 
 from features.fields import FeastLayout, repo_spec
 
-_DATA = "data"
+_DATA = os.environ.get("AITM_FEAST_DATA") or "data"  # relative: to this repo
 _HERE = Path(__file__).resolve().parent
 _layout = FeastLayout(repo_spec(_HERE))
 

@@ -239,9 +239,12 @@ def _registry_version(store: FeatureStore) -> tuple[int, int]:
     """The registry state's last_updated time. Asking for project metadata with the cache
     allowed is a public call that makes Feast's registry re-read its file when the file changed
     (sync cache mode, the default: a stat, ~10 us) or when its cache TTL expired; `proto()` is
-    then the state it holds."""
-    store.registry.list_project_metadata(store.project, allow_cache=True)
-    stamp = store.registry.proto().last_updated
+    then the state it holds. The cached proto where the registry keeps one: the SQL registry's
+    `proto()` re-reads every table, which on each request would cost a database round trip."""
+    registry = store.registry
+    registry.list_project_metadata(store.project, allow_cache=True)
+    cached = getattr(registry, "cached_registry_proto", None)
+    stamp = (cached if cached is not None else registry.proto()).last_updated
     return stamp.seconds, stamp.nanos
 
 

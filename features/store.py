@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -16,11 +17,15 @@ if TYPE_CHECKING:
 Variant = Literal["sqlite", "redis", "spark"]
 YAML_FILES: dict[str, str] = {
     "sqlite": "feature_store.yaml",
-    "redis": "feature_store.redis.yaml",  # online store: Redis at $AITM_REDIS_CONNECTION
+    # online store: Redis at $AITM_REDIS_CONNECTION; SQL registry at $AITM_FEAST_REGISTRY
+    "redis": "feature_store.redis.yaml",
     "spark": "feature_store.spark.yaml",  # offline store: Spark local mode
 }
 REDIS_ENV = "AITM_REDIS_CONNECTION"
+REGISTRY_ENV = "AITM_FEAST_REGISTRY"  # the redis variant's SQL registry (a SQLAlchemy URL)
 OFFLINE_ENV = "AITM_FEAST_OFFLINE"
+DATA_ENV = "AITM_FEAST_DATA"  # where the offline Parquet files lie (default: <repo>/data)
+_VAR = re.compile(r"\$\{(\w+)\}")
 
 
 class FeatureStoreError(RuntimeError):
@@ -38,9 +43,21 @@ def yaml_path(repo: str | Path, variant: Variant = "sqlite") -> Path:
     return path
 
 
-def _env(variant: Variant) -> dict[str, str]:
-    """The environment for a `feast` subprocess: the offline store switch."""
-    return {**os.environ, OFFLINE_ENV: "spark" if variant == "spark" else "file"}
+def default_registry(repo: str | Path) -> str:
+    """The redis variant's registry when $AITM_FEAST_REGISTRY is unset: a SQLite database in the
+    repo's data/ (the same Feast SqlRegistry code as the cluster's Postgres)."""
+    data = Path(repo).resolve() / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data / 'registry.redis.sqlite'}"
+
+
+def _env(variant: Variant, repo: str | Path) -> dict[str, str]:
+    """The environment Feast expands the variant's yaml in: the offline store switch, and for
+    the redis variant a default registry."""
+    env = {**os.environ, OFFLINE_ENV: "spark" if variant == "spark" else "file"}
+    if variant == "redis" and not env.get(REGISTRY_ENV):
+        env[REGISTRY_ENV] = default_registry(repo)
+    return env
 
 
 def feast_cli(repo: str | Path, variant: Variant, *args: str) -> str:
@@ -51,7 +68,7 @@ def feast_cli(repo: str | Path, variant: Variant, *args: str) -> str:
     """
     cmd = [sys.executable, "-m", "feast.cli.cli", "-f", str(yaml_path(repo, variant)), *args]
     done = run_checked(cmd, f"`feast {' '.join(args)}` ({variant})", error=FeatureStoreError,
-                       cwd=Path(repo).resolve(), env=_env(variant))  # fmt: skip
+                       cwd=Path(repo).resolve(), env=_env(variant, repo))  # fmt: skip
     return done.stdout
 
 
@@ -63,10 +80,22 @@ def apply(repo: str | Path, variant: Variant = "sqlite") -> str:
 
 
 def open_store(repo: str | Path, variant: Variant = "sqlite") -> FeatureStore:
+    """The variant's store, its yaml expanded like Feast does (`${VAR}` from the environment)
+    plus `_env`'s defaults, without changing this process's environment."""
+    import yaml
     from feast import FeatureStore
+    from feast.repo_config import FeastConfigError, RepoConfig
+    from pydantic import ValidationError
 
     repo = Path(repo).resolve()
-    return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_path(repo, variant))
+    path, env = yaml_path(repo, variant), _env(variant, repo)
+    text = _VAR.sub(lambda m: env.get(m[1], m[0]), path.read_text())
+    try:
+        config = RepoConfig(**yaml.safe_load(text))
+    except ValidationError as exc:
+        raise FeastConfigError(exc, str(path)) from exc
+    config.repo_path = repo
+    return FeatureStore(repo_path=str(repo), config=config)
 
 
 def materialize(store: FeatureStore, start: datetime, end: datetime) -> None:

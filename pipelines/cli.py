@@ -103,7 +103,12 @@ def compile_command(
         "artifacts/aitm_training_pipeline.yaml"
     ),
 ) -> None:
-    """Compile the pipeline to Kubeflow IR YAML (image from $AITM_IMAGE)."""
+    """Compile the pipeline to Kubeflow IR YAML (image from $AITM_IMAGE).
+
+    The package mounts the PVCs aitm-data at /data (fetch, evaluate) and aitm-models at /models
+    (evaluate, package). Its defaults are the cluster's: feature_repo=/data/feature_repo (the
+    applied Feast repo on aitm-data), bentoml_home=/models; the four windows empty, so they are
+    derived from the run's scheduled time (train_days=27, eval_days=3)."""
     typer.echo(str(compile_pipeline(out)))
 
 
@@ -118,7 +123,12 @@ def submit_command(
         str | None, typer.Option(help="Cron schedule for a recurring run, e.g. '0 3 * * *'.")
     ] = None,
 ) -> None:
-    """Submit to a Kubeflow Pipelines cluster, once or on a cron schedule."""
+    """Submit to a Kubeflow Pipelines cluster, once or on a cron schedule.
+
+    Without --param the cluster defaults apply (see `compile`): the Feast repo and the model
+    store on their volumes, and windows derived from the scheduled time, the eval_days whole UTC
+    days before it and train_days before those (a one-off run: its creation time). Give all four
+    of train_start/train_end/eval_start/eval_end to pin the windows (a backfill)."""
     try:
         arguments = parse_params(param)
         path = package or compile_pipeline(Path("artifacts/aitm_training_pipeline.yaml"))

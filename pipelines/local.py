@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from workflow.evaluate import DECISION_FILE, EVALUATION_FILE
-from workflow.validate import VALIDATION_SUMMARY
 
 # Task folder names kfp gives the components (their function names, dashed).
-FETCH, VALIDATE, TRAIN, EVALUATE, PACKAGE = (
-    "fetch-features", "validate-features", "train-model", "evaluate-model", "package-model",
+WINDOWS, FETCH, VALIDATE, TRAIN, EVALUATE, PACKAGE = (
+    "derive-windows", "fetch-features", "validate-features", "train-model", "evaluate-model",
+    "package-model",
 )  # fmt: skip
 
 
@@ -82,10 +82,9 @@ def summarise(run_dir: str | Path, succeeded: bool, error: str | None = None) ->
             import pyarrow.parquet as pq
 
             summary.rows[name] = pq.ParquetFile(data).metadata.num_rows
-    docs = run / VALIDATE / "data_docs"
-    summary.validation = _json(docs / VALIDATION_SUMMARY)
-    if (docs / "index.html").is_file():
-        summary.reports["data docs"] = str(docs / "index.html")
+    summary.validation = _json(run / VALIDATE / "validation")
+    if (run / VALIDATE / "data_docs").is_file():
+        summary.reports["data docs"] = str(run / VALIDATE / "data_docs")
     summary.trained = (run / TRAIN / "model" / "manifest.json").is_file()
     decision = run / EVALUATE / "decision"
     summary.decision = _json(decision / DECISION_FILE)
@@ -125,9 +124,9 @@ def run_local(pipeline: Callable[..., Any], pipeline_root: str | Path,
 
 def run_training(pipeline_root: str | Path, arguments: dict[str, Any]) -> RunSummary:
     """The training pipeline, run locally and summarised."""
-    from pipelines.training_pipeline import training_pipeline
+    from pipelines.training_pipeline import local_training_pipeline
 
-    run = run_local(training_pipeline, pipeline_root, arguments)
+    run = run_local(local_training_pipeline, pipeline_root, arguments)
     return summarise(run.run_dir, succeeded=run.error is None, error=run.error)
 
 

@@ -61,8 +61,9 @@ def history_command(home: HomeOption = None, name: NameOption = None) -> None:
 
 @app.command("rollback")
 def rollback_command(home: HomeOption = None, name: NameOption = None) -> None:
-    """Point the model back at the one the current pointer replaced. A running service picks
-    it up when it next starts."""
+    """Point the model back at the one the current pointer replaced. A running service that
+    follows the pointer (AITM_MODEL_TAG unset) loads, checks and swaps it in within its poll
+    interval (AITM_MODEL_POLL_SECONDS); one pinned to a version picks it up when restarted."""
     from aitm.checkpoint import ArtifactError
     from registry.store import RegistryError, rollback
 

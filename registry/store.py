@@ -89,6 +89,38 @@ def promoted(home: str | Path, name: str = MODEL_NAME) -> Promoted | None:
     return Promoted(tag=info["tag"], path=path, info=info, home=Path(home))
 
 
+def pointer_stamp(home: str | Path, name: str = MODEL_NAME) -> tuple[int, int] | None:
+    """A cheap fingerprint of the promoted pointer (inode, mtime in ns), None if there is none.
+
+    Every promote and rollback replaces the file (a new inode), so a changed stamp says the
+    pointer moved; a watcher stats it each poll and reads `promoted` only when it changes."""
+    try:
+        stat = pointer_path(home, name).stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def pointer_record(home: str | Path, name: str = MODEL_NAME) -> dict[str, Any] | None:
+    """The pointer's record as written (the model it names is not checked: `promoted` does),
+    or None if nothing was ever promoted."""
+    try:
+        return json.loads(pointer_path(home, name).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def watched_name(setting: str, name: str) -> str | None:
+    """The model name whose pointer a service following promotions watches, given its model
+    tag setting (`serving_tag`'s): `name` for an empty setting, the name of "<name>:promoted",
+    None for a setting that pins one version (nothing to watch)."""
+    if not setting:
+        return name
+    if setting.endswith(PROMOTED_SUFFIX):
+        return setting.removesuffix(PROMOTED_SUFFIX)
+    return None
+
+
 def history(home: str | Path, name: str = MODEL_NAME) -> list[dict[str, Any]]:
     """Every promote and rollback of model `name`, oldest first."""
     path = history_path(home, name)
@@ -270,16 +302,28 @@ def rollback(home: str | Path, name: str = MODEL_NAME) -> dict[str, Any]:
     return record
 
 
-def build_bento(bentofile: str | Path, home: str | Path, model_tag: str) -> str:
-    """`bentoml build` offline (the bentofile says `python: {lock_packages: false}`), in a
-    subprocess with BENTOML_HOME set and AITM_MODEL_TAG naming the model the bento ships;
-    returns the bento's tag."""
+def build_context(bentofile: str | Path) -> Path:
+    """The folder `bentoml build` runs in for `bentofile`: the project it belongs to (the nearest
+    folder above it holding a pyproject.toml: serving/bentofile.yaml includes src/aitm,
+    registry/, ...), else the bentofile's own folder."""
     bentofile = Path(bentofile).resolve()
+    for folder in bentofile.parents:
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return bentofile.parent
+
+
+def build_bento(bentofile: str | Path, home: str | Path, model_tag: str) -> str:
+    """`bentoml build` offline (the bentofile says `python: {lock_packages: false}`) in the
+    bentofile's build context (`build_context`), in a subprocess with BENTOML_HOME set and
+    AITM_MODEL_TAG naming the model the bento ships; returns the bento's tag."""
+    bentofile = Path(bentofile).resolve()
+    context = build_context(bentofile)
     env = {**os.environ, HOME_ENV: str(Path(home).resolve()), MODEL_TAG_ENV: model_tag,
            "BENTOML_DO_NOT_TRACK": "True"}  # fmt: skip
-    cmd = [sys.executable, "-m", "bentoml", "build", str(bentofile.parent),
+    cmd = [sys.executable, "-m", "bentoml", "build", str(context),
            "-f", str(bentofile), "-o", "tag"]  # fmt: skip
-    done = run_checked(cmd, "bentoml build", env=env, cwd=bentofile.parent)
+    done = run_checked(cmd, "bentoml build", env=env, cwd=context)
     for line in done.stdout.splitlines():
         if line.startswith("__tag__:"):
             return line.removeprefix("__tag__:").strip()

@@ -40,3 +40,22 @@ model_unavailable = bentoml.metrics.Counter(
     name="aitm_model_unavailable",
     documentation="Model calls shed by the batcher or failed (answered 503)",
 )
+# The model each worker serves: 1 for its version, 0 for one it served before (livemax: 1 while
+# any live worker serves it).
+model_info = bentoml.metrics.Gauge(
+    name="aitm_model_info",
+    documentation="The served model version (1) and versions served before (0)",
+    labelnames=["version"],
+    multiprocess_mode="livemax",
+)
+model_swaps = bentoml.metrics.Counter(
+    name="aitm_model_swaps",
+    documentation="Promoted models swapped in, or refused (failed to load or verify)",
+    labelnames=["outcome"],
+)
+model_swap_seconds = bentoml.metrics.Gauge(
+    name="aitm_model_swap_seconds",
+    documentation="Seconds from noticing a moved pointer to the model loaded and verified, last",
+    labelnames=["outcome"],
+    multiprocess_mode="livemostrecent",
+)

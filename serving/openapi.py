@@ -31,12 +31,28 @@ ERROR_STATUSES = {
 }
 
 
+VERSION_HEADER = "X-Model-Version"
+
+
+def _version_header(required: bool) -> dict[str, Any]:
+    """The served model's tag: on every answer of the model's handler; an error answered
+    before it (the body checks, the limit on requests in flight) carries none."""
+    return {
+        VERSION_HEADER: {
+            "description": "The model version (BentoML tag) that answered",
+            "required": required,
+            "schema": {"type": "string"},
+        }
+    }
+
+
 def _error_responses(spec: DatasetSpec) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
     entities = " or ".join(spec.entities)
     return {
         status: {
             "description": text.format(entities=entities),
+            "headers": _version_header(required=False),
             "content": {"application/json": {"schema": ref}},
         }
         for status, text in ERROR_STATUSES.items()
@@ -170,6 +186,7 @@ def document(
         operation = doc["paths"][route]["post"]
         operation["responses"] = {
             "200": {"description": "Successful Response",
+                    "headers": _version_header(required=True),
                     "content": {"application/json": {"schema": answer}}},
             **_error_responses(spec),
         }  # fmt: skip

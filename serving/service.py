@@ -1,4 +1,5 @@
-"""The BentoML service: loads the promoted model once, serves /predict and /rank.
+"""The BentoML service: loads the promoted model, serves /predict and /rank, and swaps in a
+newly promoted (or rolled-back-to) model without a restart (serving.model_source).
 
 Thin by design: request checks live in serving.requests, post-processing in serving.scoring,
 the log in serving.prediction_log, the online store in serving.online, adaptive batching in
@@ -16,6 +17,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +30,8 @@ from pydantic.warnings import PydanticDeprecatedSince211
 from starlette.responses import JSONResponse
 
 from aitm.dataset import DEFAULT_SPEC, load_spec
+from aitm.inference import Predictor
+from aitm.schema import FeatureSchema
 from registry import store as registry
 from serving import metrics, model_source, openapi, scoring
 from serving.batching import MicroBatcher, OverloadedError
@@ -90,12 +94,47 @@ class FastJSONResponse(JSONResponse):
         ).encode("utf-8")
 
 
-def _error(exc: Exception, status: int, request_id: str) -> JSONResponse:
+VERSION_HEADER = "x-model-version"  # every answer of /predict and /rank names its model
+
+
+def _error(exc: Exception, status: int, request_id: str, version: str) -> JSONResponse:
     return FastJSONResponse(
         {"error": str(exc), "request_id": request_id},
         status_code=status,
-        headers={"x-request-id": request_id},
+        headers={"x-request-id": request_id, VERSION_HEADER: version},
     )
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model as the routes use it. The service swaps a whole bundle in one assignment, and
+    a request reads it once, so it finishes on the model (encoder, batcher) it started with."""
+
+    tag: str
+    predictor: Predictor
+    schema: FeatureSchema
+    tasks: list[str]
+    encode: scoring.Encoder
+    batcher: MicroBatcher
+
+
+def _served(loaded: model_source.LoadedModel) -> ServedModel:
+    predictor = loaded.predictor
+    batcher = MicroBatcher(
+        model_forward(predictor),
+        max_rows=MAX_BATCH_SIZE,
+        max_waiting_rows=MAX_WAITING_ROWS,
+        inline_rows=INLINE_ROWS,
+    )
+    schema = predictor.schema
+    return ServedModel(
+        loaded.tag, predictor, schema, list(schema.tasks), scoring.Encoder(schema), batcher
+    )
+
+
+def _count_swap(outcome: str, tag: str, seconds: float) -> None:
+    metrics.model_swaps.labels(outcome=outcome).inc()
+    metrics.model_swap_seconds.labels(outcome=outcome).set(seconds)
 
 
 @bentoml.service(
@@ -117,20 +156,10 @@ class AITMService:
         # the other core (on a busy machine, extra threads wait for a core and slow the forward).
         torch.set_num_threads(self.settings.torch_threads)
         stored = self.model_ref
-        loaded = model_source.load(str(stored.tag), stored.path)
-        self.version = loaded.tag
-        self.predictor = loaded.predictor
-        self.schema = self.predictor.schema
-        self.tasks = list(self.schema.tasks)
-        self.encode = scoring.Encoder(self.schema)
-        self.batcher = MicroBatcher(
-            model_forward(self.predictor),
-            max_rows=MAX_BATCH_SIZE,
-            max_waiting_rows=MAX_WAITING_ROWS,
-            inline_rows=INLINE_ROWS,
-        )
-        service = self.schema.extra.get("feature_service", _SPEC.feature_service)
-        dtypes = {f.name: f.dtype for f in self.schema.fields}
+        self.served = _served(model_source.load(str(stored.tag), stored.path))
+        schema = self.served.schema  # a swapped-in model keeps its contract (model_source)
+        service = schema.extra.get("feature_service", _SPEC.feature_service)
+        dtypes = {f.name: f.dtype for f in schema.fields}
         self.store = OnlineStore(
             self.settings.feast_repo,
             self.settings.feast_online,
@@ -143,6 +172,9 @@ class AITMService:
             metrics.prediction_log_failures.labels(reason=reason)
         for endpoint in ("predict", "rank"):  # shown at 0 before the first violation
             metrics.monotonicity_violations.labels(endpoint=endpoint)
+        for outcome in ("swapped", "refused"):
+            metrics.model_swaps.labels(outcome=outcome)
+        metrics.model_info.labels(version=self.served.tag).set(1)
         self.log = None
         if self.settings.prediction_log_dir:
             self.log = PredictionLog(
@@ -159,18 +191,54 @@ class AITMService:
         # of every request in flight.
         gc.collect()
         gc.freeze()
+        self.watcher = self._watch()
+
+    def _watch(self) -> model_source.PointerWatcher[ServedModel] | None:
+        """Follow the promoted pointer from a thread (unless a version is pinned or polling
+        is off): a promote or rollback reaches this process within the poll interval."""
+        default = (_EXPECTED or load_spec(DEFAULT_SPEC)).model_name
+        name = registry.watched_name(self.settings.model_tag, default)
+        if name is None or not self.settings.model_poll_seconds:
+            return None
+        watcher = model_source.PointerWatcher(
+            self.settings.registry_home or registry.default_home(),
+            name,
+            self.served.tag,
+            prepare=self._prepare,
+            swap=self._swap,
+            interval_s=self.settings.model_poll_seconds,
+            on_outcome=_count_swap,
+        )
+        watcher.start()
+        return watcher
+
+    def _prepare(self, loaded: model_source.LoadedModel) -> ServedModel:
+        """The bundle of a newly promoted model, once it speaks the served contract (the
+        start-up model's, which the request models and the OpenAPI document describe) and
+        answers a probe batch well. Runs in the watcher's thread."""
+        schema = loaded.predictor.schema
+        model_source.check_compatible(schema, _SCHEMA, _SPEC, loaded.tag)
+        model_source.check_outputs(model_forward(loaded.predictor), schema, loaded.tag)
+        return _served(loaded)
+
+    def _swap(self, served: ServedModel) -> None:
+        old, self.served = self.served, served  # one reference: requests in flight keep theirs
+        metrics.model_info.labels(version=old.tag).set(0)
+        metrics.model_info.labels(version=served.tag).set(1)
 
     def __is_ready__(self) -> bool:
         return self.store.ping()
 
     @bentoml.on_shutdown
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.log is not None:
             self.log.close()
 
-    async def _score(self, x: np.ndarray, endpoint: str) -> np.ndarray:
+    async def _score(self, served: ServedModel, x: np.ndarray, endpoint: str) -> np.ndarray:
         try:
-            out = await self.batcher(x)
+            out = await served.batcher(x)
         except Exception as exc:  # shed by the batcher (overloaded) or the model call broke
             metrics.model_unavailable.inc()
             if not isinstance(exc, OverloadedError):
@@ -190,6 +258,7 @@ class AITMService:
 
     def _log(
         self,
+        served: ServedModel,
         request_id: str,
         columns: scoring.Columns,
         probs: np.ndarray,
@@ -202,32 +271,33 @@ class AITMService:
         head = {
             "request_id": request_id,
             "timestamp": datetime.now(UTC).isoformat(),
-            "model_version": self.version,
+            "model_version": served.tag,
         }
         self.log.append_request(
-            RequestRecords({**head, **common}, columns, probs, self.tasks, per_row or {})
+            RequestRecords({**head, **common}, columns, probs, served.tasks, per_row or {})
         )
 
     async def _answer(
-        self, endpoint: str, handle: Callable[[str], Awaitable[dict[str, Any]]]
+        self, endpoint: str, handle: Callable[[ServedModel, str], Awaitable[dict[str, Any]]]
     ) -> JSONResponse:
-        """Run one request: its id, the error mapping (4xx, 503) and the latency metric."""
-        start, request_id = time.perf_counter(), uuid.uuid4().hex
+        """Run one request on the model served when it arrived: its id, the error mapping
+        (4xx, 503), the model version header and the latency metric."""
+        start, request_id, served = time.perf_counter(), uuid.uuid4().hex, self.served
         status = "200"
         try:
-            body = await handle(request_id)
+            body = await handle(served, request_id)
             return FastJSONResponse(
-                {"request_id": request_id, "model_version": self.version, **body},
-                headers={"x-request-id": request_id},
+                {"request_id": request_id, "model_version": served.tag, **body},
+                headers={"x-request-id": request_id, VERSION_HEADER: served.tag},
             )
         except RequestError as exc:
             status = str(exc.status)
-            return _error(exc, exc.status, request_id)
+            return _error(exc, exc.status, request_id, served.tag)
         except UnavailableError as exc:
             status = "503"
             if isinstance(exc, StoreUnavailableError):
                 metrics.store_errors.inc()
-            return _error(exc, 503, request_id)
+            return _error(exc, 503, request_id, served.tag)
         finally:
             metrics.latency.labels(endpoint=endpoint, status=status).observe(
                 time.perf_counter() - start
@@ -237,13 +307,13 @@ class AITMService:
     async def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Raw feature rows -> end-to-end probability of every funnel step, per row."""
 
-        async def handle(request_id: str) -> dict[str, Any]:
-            columns = check_rows(rows, self.schema, self.settings.max_rows)
-            x, unknown = self.encode(columns)
+        async def handle(served: ServedModel, request_id: str) -> dict[str, Any]:
+            columns = check_rows(rows, served.schema, self.settings.max_rows)
+            x, unknown = served.encode(columns)
             self._count_unknown(unknown)
-            probs = await self._score(x, "predict")
-            self._log(request_id, columns, probs, {"endpoint": "predict"})
-            return {"tasks": self.tasks, "predictions": scoring.per_task(probs, self.tasks)}
+            probs = await self._score(served, x, "predict")
+            self._log(served, request_id, columns, probs, {"endpoint": "predict"})
+            return {"tasks": served.tasks, "predictions": scoring.per_task(probs, served.tasks)}
 
         return await self._answer("predict", handle)
 
@@ -259,22 +329,22 @@ class AITMService:
         candidates, monotone = body["candidates"], body["monotone"]
         key = _RANK.candidate_key
 
-        async def handle(request_id: str) -> dict[str, Any]:
-            check_candidates(candidates, self.tasks, self.settings.max_candidates)
+        async def handle(served: ServedModel, request_id: str) -> dict[str, Any]:
+            check_candidates(candidates, served.tasks, self.settings.max_candidates)
             ids = [c.key for c in candidates]
             context = _RANK.context_of(body["context"], candidates)
             columns = await anyio.to_thread.run_sync(
                 self.store.lookup, _RANK.keys_of(body), ids, context
             )
-            x, unknown = self.encode(columns)
+            x, unknown = served.encode(columns)
             self._count_unknown(unknown)
-            raw = await self._score(x, "rank")
+            raw = await self._score(served, x, "rank")
             probs = scoring.monotone(raw) if monotone else raw
             objectives = [c.objective for c in candidates]
             weights = [c.weight for c in candidates]
-            ranked = scoring.rank(probs, self.tasks, weights, objectives)
+            ranked = scoring.rank(probs, served.tasks, weights, objectives)
             self._log(
-                request_id, columns, raw, {"endpoint": "rank", "monotone": monotone},
+                served, request_id, columns, raw, {"endpoint": "rank", "monotone": monotone},
                 {"objective": objectives, "weight": weights},
             )  # fmt: skip
             rows = probs.tolist()
@@ -285,7 +355,7 @@ class AITMService:
                     "objective": objectives[i],
                     "weight": weights[i],
                     "score": scores[i],
-                    "probabilities": dict(zip(self.tasks, rows[i])),
+                    "probabilities": dict(zip(served.tasks, rows[i])),
                 }
                 for i in ranked.order.tolist()
             ]

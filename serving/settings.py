@@ -17,6 +17,13 @@ class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AITM_", extra="forbid", frozen=True)
 
     model_tag: str = ""  # empty or "<name>:promoted" -> the promoted pointer
+    # Following the promoted pointer (model_tag empty or "<name>:promoted"), the service checks
+    # it this often and swaps a newly promoted model in once it loads and passes its checks.
+    # 0: never (the model of start-up is served until a restart). A pinned tag is never watched.
+    model_poll_seconds: float = Field(default=10.0, ge=0)
+    # The registry home holding the pointer (empty: $BENTOML_HOME, else BentoML's default). A
+    # service run from a bento reads its shipped model from the bento; the pointer lives here.
+    registry_home: str = ""
     # The dataset spec (a path) this deployment serves; a model trained on another spec is
     # refused at start-up. Empty: whatever spec the model carries.
     dataset: str = ""

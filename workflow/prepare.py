@@ -87,6 +87,37 @@ def windows_of(oracle: dict[str, Any]) -> dict[str, str]:
     return _iso(start, split, split, start + pd.Timedelta(days=cfg["days"]))
 
 
+def scheduled_windows(schedule_time: str, train_days: int, eval_days: int) -> dict[str, str]:
+    """The windows of a recurring run: the evaluation window is the `eval_days` whole UTC days
+    before the run's scheduled time, the training window the `train_days` before that. A run
+    scheduled at any time of a day gets the same windows, and the next day's run moves both on."""
+    if not schedule_time.strip():
+        raise ValueError("no windows given and no schedule time to derive them from: give all "
+                         "four windows (a local run has no schedule time)")  # fmt: skip
+    if train_days < 1 or eval_days < 1:
+        raise ValueError(f"window lengths must be at least one day, got {train_days}, {eval_days}")
+    try:
+        when = pd.Timestamp(schedule_time)
+    except ValueError as exc:
+        raise ValueError(f"the schedule time must be a timestamp, got {schedule_time!r}") from exc
+    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    end = when.floor("D")
+    split = end - pd.Timedelta(days=eval_days)
+    return _iso(split - pd.Timedelta(days=train_days), split, split, end)
+
+
+def pipeline_windows(
+    explicit: dict[str, str], schedule_time: str, train_days: int, eval_days: int
+) -> dict[str, str]:
+    """The pipeline's windows: all four explicit ones as given (a local run, a backfill), none
+    given: derived from the scheduled time (`scheduled_windows`). Some but not all: an error."""
+    if all(explicit.values()):
+        return dict(explicit)
+    if any(explicit.values()):
+        raise ValueError(f"give all four windows or none, got {explicit}")
+    return scheduled_windows(schedule_time, train_days, eval_days)
+
+
 def run_windows(
     spec: DatasetSpec, repo: Path, data: Path, snapshot: tuple[str, str], explicit: dict
 ) -> dict[str, str]:

@@ -177,7 +177,9 @@ def test_the_pipeline_stops_before_training_and_names_the_check(clean, tmp_path)
     _shuffled_labels(clean.copy()).to_parquet(held_out)
     window = tuple(str(t) for t in WINDOW)
     with pytest.raises(ValidationFailedError, match=r"\[labels_not_shuffled\]"):
-        validate_windows(str(train), str(held_out), str(tmp_path / "docs"), window, window)
-    summary = json.loads((tmp_path / "docs" / VALIDATION_SUMMARY).read_text())
+        validate_windows(str(train), str(held_out), str(tmp_path / "docs.html"), window, window,
+                         summary_file=str(tmp_path / VALIDATION_SUMMARY))  # fmt: skip
+    summary = json.loads((tmp_path / VALIDATION_SUMMARY).read_text())
+    assert "labels_not_shuffled" in (tmp_path / "docs.html").read_text()
     assert summary["windows"]["train"]["success"] and not summary["windows"]["eval"]["success"]
     assert any("[labels_not_shuffled]" in f for f in summary["windows"]["eval"]["failed"])

@@ -153,3 +153,25 @@ def test_registering_into_another_store_than_bentoml_was_imported_with_is_refuse
     assert done.returncode == 0, done.stderr[-3000:]
     assert "refused: bentoml was imported with another store" in done.stdout
     assert "left: 0" in done.stdout  # the stray copy was deleted
+
+
+def test_the_pointer_stamp_changes_with_every_promote_and_rollback(store):
+    from registry.store import pointer_stamp
+
+    assert pointer_stamp(store) is None
+    stamps = []
+    for version in ("v1", "v2"):
+        _promote(store, version)
+        stamps.append(pointer_stamp(store))
+    rollback(store)
+    stamps.append(pointer_stamp(store))
+    assert None not in stamps and len(set(stamps)) == 3
+    assert pointer_stamp(store) == stamps[-1]  # reading moves nothing
+
+
+def test_a_service_watches_the_pointer_unless_its_setting_pins_a_version():
+    from registry.store import watched_name
+
+    assert watched_name("", "aitm") == "aitm"
+    assert watched_name("other:promoted", "aitm") == "other"
+    assert watched_name("aitm:v1", "aitm") is None

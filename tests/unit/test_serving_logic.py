@@ -277,6 +277,10 @@ def test_openapi_document_states_fields_limits_answers_and_statuses(schema, spec
     for route in ("/predict", "/rank"):
         responses = doc["paths"][route]["post"]["responses"]
         assert set(responses) == {"200", "400", "404", "413", "415", "422", "429", "500", "503"}
+        # Every answer of the model's handler names the model version; errors answered before
+        # it (415, 429, ...) cannot, so the header is required on 200 only.
+        assert responses["200"]["headers"]["X-Model-Version"]["required"] is True
+        assert responses["503"]["headers"]["X-Model-Version"]["required"] is False
     answer = predict["responses"]["200"]["content"]["application/json"]["schema"]
     probabilities = answer["properties"]["predictions"]["items"]
     assert probabilities["required"] == list(TASKS)
