@@ -38,14 +38,14 @@ SERVICE = "serving.service:AITMService"
 
 
 def start(
-    env: dict[str, str], log_path: Path, target: str = SERVICE
+    env: dict[str, str], log_path: Path, target: str = SERVICE, cwd: Path = ROOT
 ) -> tuple[subprocess.Popen, int]:
-    """`bentoml serve TARGET` (the service, or a built bento's tag) on a free port."""
+    """`bentoml serve TARGET` (the service, a built bento's tag or folder) on a free port."""
     port = free_port()
     cmd = [sys.executable, "-m", "bentoml", "serve", target,
            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     log = log_path.open("w")
-    process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     return process, port
 
 
@@ -55,11 +55,15 @@ def stop(process: subprocess.Popen) -> None:
 
 @contextmanager
 def running_server(
-    env: dict[str, str], log_path: Path, timeout_s: float = 90.0, target: str = SERVICE
+    env: dict[str, str],
+    log_path: Path,
+    timeout_s: float = 90.0,
+    target: str = SERVICE,
+    cwd: Path = ROOT,
 ):
     """Yield an httpx client for a server that answered /readyz with 200; `client.process` is
     the `bentoml serve` process."""
-    process, port = start(env, log_path, target)
+    process, port = start(env, log_path, target, cwd)
     try:
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=30) as client:

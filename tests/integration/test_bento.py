@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tarfile
 import tomllib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.serving_server import ROOT
-from tests.support.redis_server import free_port, stop_process, wait_until
+from tests.integration.serving_server import ROOT, running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -163,31 +161,6 @@ def test_the_serving_deployment_runs_the_bento_image(built):
     assert f"EXPOSE {port}" in built.containerfile
 
 
-@contextmanager
-def _serving(target: str, env: dict[str, str], cwd: Path, log: Path, timeout_s: float = 120.0):
-    port = free_port()
-    cmd = [sys.executable, "-m", "bentoml", "serve", target,
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-
-            def ready() -> bool:
-                try:
-                    return client.get("/readyz").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            try:
-                wait_until(ready, process, timeout_s, "bentoml serve", every_s=0.3)
-            except RuntimeError as exc:
-                raise RuntimeError(f"{exc}:\n{log.read_text()[-4000:]}") from exc
-            yield client
-    finally:
-        stop_process(process, timeout_s=15)
-
-
 def _rank(client: httpx.Client, serving_ids, serving_model) -> None:
     from aitm.checkpoint import SCHEMA
     from aitm.schema import FeatureSchema
@@ -215,7 +188,7 @@ def test_bentoml_serve_of_the_bento_tag_answers_rank(
     shutil.rmtree(home / "promoted")
     env = _bentoml_env(home, AITM_FEAST_REPO=str(serving_repo[0]),
                        AITM_PREDICTION_LOG_DIR=str(tmp_path / "logs"))  # fmt: skip
-    with _serving(built.tag, env, tmp_path, tmp_path / "serve.log") as client:
+    with running_server(env, tmp_path / "serve.log", 120.0, built.tag, tmp_path) as client:
         _rank(client, serving_ids, serving_model)
 
 
@@ -228,6 +201,8 @@ def test_the_exported_bento_serves_rank_with_an_empty_store(
     home.mkdir()
     env = _bentoml_env(home, AITM_FEAST_REPO=str(serving_repo[0]),
                        AITM_PREDICTION_LOG_DIR=str(tmp_path / "logs"))  # fmt: skip
-    with _serving(str(built.exported), env, tmp_path, tmp_path / "serve.log") as client:
+    with running_server(
+        env, tmp_path / "serve.log", 120.0, str(built.exported), tmp_path
+    ) as client:
         _rank(client, serving_ids, serving_model)
     assert not (home / "models").exists() or not any((home / "models").iterdir())

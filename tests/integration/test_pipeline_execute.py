@@ -16,6 +16,7 @@ from kfp import compiler, dsl, kubernetes
 
 from tests.conftest import copy_repo
 from tests.support.kfp_executor import execute, strip_platform
+from tests.support.placeholder_bento import write_placeholder_bento
 
 pytestmark = [pytest.mark.integration]
 
@@ -28,17 +29,6 @@ EXPLICIT = dict(
 )
 CONFIG = "train:\n  max_epochs: 1\n  batch_size: 256\n  progress: false\n" \
     "gate:\n  default_auc_floor: 0.5\n"  # fmt: skip
-SERVICE = """import bentoml
-
-
-@bentoml.service
-class Placeholder:
-    @bentoml.api
-    def ping(self) -> str:
-        return "ok"
-"""
-BENTOFILE = 'service: "service:Placeholder"\ninclude: ["service.py"]\n' \
-    "python:\n  lock_packages: false\n"  # fmt: skip
 
 
 # -- a tiny pipeline: task A writes a path, task B reads it -------------------------------
@@ -147,9 +137,7 @@ def volumes(small_sim, tmp_path_factory) -> dict[str, Path]:
     build_sources(load_spec(), repo, small_sim)
     apply(repo)
     shutil.copytree(small_sim, data / "sim")
-    (models / "serving").mkdir(parents=True)
-    (models / "serving" / "service.py").write_text(SERVICE)
-    (models / "serving" / "bentofile.yaml").write_text(BENTOFILE)
+    write_placeholder_bento(models / "serving")
     return {"aitm-data": data, "aitm-models": models}
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import copy_repo
+from tests.support.placeholder_bento import write_placeholder_bento
 
 # The module's fixtures run whole local kfp pipelines.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -29,21 +30,6 @@ CONFIG = (  # small batches: 1 epoch of 256-row steps learns enough on 50k rows
     "train:\n  max_epochs: 1\n  batch_size: 256\n  progress: false\n"
     "gate:\n  default_auc_floor: {floor}\n"
 )
-
-SERVICE = """import bentoml
-
-
-@bentoml.service
-class Placeholder:
-    @bentoml.api
-    def ping(self) -> str:
-        return "ok"
-"""
-BENTOFILE = """service: "service:Placeholder"
-include: ["service.py"]
-python:
-  lock_packages: false
-"""
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +64,7 @@ def broken_repo(applied_repo, tmp_path_factory) -> Path:
 def store(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pipeline-store")
     serving = root / "serving"
-    serving.mkdir()
-    (serving / "service.py").write_text(SERVICE)
-    (serving / "bentofile.yaml").write_text(BENTOFILE)
+    write_placeholder_bento(serving)
     return {
         "home": root / "bentoml",
         "runs": root / "runs",
